@@ -1,0 +1,100 @@
+"""The README's main job. Today: a synthetic scene clip through every front-end preset, numpy vs C, bit-exact.
+
+It grows with the pipeline (train, distill, convert, gen-firmware, simulate) as those stages land.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from mcuasc.audio import fit_to_clip, read_wav, write_wav
+from mcuasc.errors import InputError
+from mcuasc.features import save_npy
+from mcuasc.frontend import PRESETS, FloatFrontend, IntegerFrontend
+from mcuasc.frontend.host import CFrontend
+from mcuasc.testsignals import pink_noise, to_int16
+
+MARKER = ".mcuasc-demo"
+
+
+@dataclass
+class DemoReport:
+    out_dir: Path
+    clip: Path
+    rows: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def bit_exact(self) -> bool:
+        return all(bool(r["bit_exact"]) for r in self.rows)
+
+
+def street_scene(seconds: float = 1.0, rate: int = 44100, seed: int = 7) -> np.ndarray:
+    """A synthetic 'street traffic' second: pink rumble, an engine hum with harmonics, a horn, footsteps."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    rumble = 0.3 * pink_noise(n, rng)
+    engine = sum(0.08 / k * np.sin(2 * np.pi * 43.0 * k * t * (1 + 0.02 * t)) for k in range(1, 8))
+    horn = 0.12 * np.sin(2 * np.pi * 415.0 * t) * ((t > 0.55) & (t < 0.8))
+    steps = np.zeros(n)
+    for start in (0.1, 0.35, 0.6, 0.85):
+        i = int(start * rate)
+        steps[i : i + 400] += 0.4 * rng.standard_normal(400) * np.exp(-np.arange(400) / 60)
+    return to_int16(0.7 * (rumble + engine + horn + steps))
+
+
+def prepare_out_dir(out_dir: Path) -> None:
+    """Use out_dir only if it is new, empty, or an earlier demo's: never overwrite someone else's files."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir} exists and is not a folder; choose another --out.")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
+            raise InputError(f"{out_dir} is not empty and was not made by mcuasc demo; choose another --out.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MARKER).write_text("made by mcuasc demo; its files may be regenerated\n")
+    except OSError as exc:
+        raise InputError(f"cannot write into {out_dir} ({exc.strerror}); choose a writable --out.") from None
+
+
+def run_demo(out_dir: Path, console: Console | None = None) -> DemoReport:
+    console = console or Console()
+    prepare_out_dir(out_dir)
+    clip_path = out_dir / "street_scene.wav"
+    write_wav(clip_path, street_scene(), 44100, bits=24)  # the TAU dataset's format
+    console.print(f"wrote a synthetic 1-s street scene to {clip_path} (24-bit, 44.1 kHz)")
+    report = DemoReport(out_dir, clip_path)
+    for name, cfg in PRESETS.items():
+        audio = read_wav(clip_path, cfg.sample_rate)
+        pcm, _ = fit_to_clip(audio.samples, cfg.clip_samples)
+        start = time.perf_counter()
+        integer = IntegerFrontend(cfg)(pcm)
+        numpy_ms = (time.perf_counter() - start) * 1e3
+        c = CFrontend(cfg)(pcm)
+        mismatches = int(np.count_nonzero(integer != c))
+        reference = FloatFrontend(cfg).log_mel_db(pcm[None])[0]
+        measured = IntegerFrontend(cfg).log_mel_db(pcm[None])[0]
+        within = reference >= reference.max() - 60
+        error = np.abs(measured - reference)[within]
+        save_npy(integer, out_dir / f"features.{name}.npy", force=True)
+        report.rows.append({
+            "preset": name, "shape": "×".join(map(str, cfg.shape)), "bit_exact": mismatches == 0,
+            "mismatches": mismatches, "error_mean_db": float(error.mean()), "error_max_db": float(error.max()),
+            "numpy_ms": numpy_ms,
+        })
+    table = Table(title="integer front end: numpy vs C (compiled for this host) vs float64 reference")
+    for column in ("preset", "features", "numpy == C", "|int − float| mean", "max", "numpy time"):
+        table.add_column(column)
+    for r in report.rows:
+        verdict = "[green]bit-exact[/]" if r["bit_exact"] else f"[red]{r['mismatches']} values differ[/]"
+        table.add_row(str(r["preset"]), str(r["shape"]), verdict, f"{r['error_mean_db']:.4f} dB",
+                      f"{r['error_max_db']:.4f} dB", f"{r['numpy_ms']:.1f} ms")
+    console.print(table)
+    console.print(f"features saved as {out_dir}/features.<preset>.npy")
+    return report
