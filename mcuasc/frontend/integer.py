@@ -22,7 +22,11 @@ Per frame, with N = n_fft, M = N/2:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import scipy.sparse
 
 from mcuasc.errors import InputError
 from mcuasc.frontend.config import FrontendConfig
@@ -89,70 +93,99 @@ def check_pcm(pcm: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
     return pcm
 
 
+CHUNK_FRAMES = 64  # frames computed together: enough to vectorise, few enough to stay in cache
+
+
 class IntegerFrontend:
     """The integer log-mel front end; create once per config, call on int16 clips."""
 
     def __init__(self, cfg: FrontendConfig):
         self.cfg = cfg
-        self.tables: FrontendTables = build_tables(cfg)
+        t = self.tables = build_tables(cfg)
+        # int64 copies of the tables, made once.
+        self._window = t.window_q15[t.window_start : t.window_stop].astype(np.int64)
+        self._twiddle_r = t.twiddle_q31[:, 0].astype(np.int64)
+        self._twiddle_i = t.twiddle_q31[:, 1].astype(np.int64)
+        width = t.window_stop - t.window_start
+        sample = 2 * t.bit_reverse.astype(np.int64) - t.window_start  # x index of complex sample j's real part
+        self._gather_real = np.where((sample >= 0) & (sample < width), sample, width)
+        self._gather_imag = np.where((sample + 1 >= 0) & (sample + 1 < width), sample + 1, width)
+        self._mel_weights_sparse = scipy.sparse.csr_matrix(t.mel_weights_dense_q15.T.astype(np.int64))
 
     # -- steps 1–7 -------------------------------------------------------------------------------------
     def log_mel_q16(self, pcm: np.ndarray) -> np.ndarray:
-        """(clips, stft frames, n_mels) int64: log2 of mel energy in Q16, floored (step 7)."""
-        cfg, t = self.cfg, self.tables
-        pcm = check_pcm(pcm, cfg)
-        clips = pcm.shape[0]
-        frames = frames_of(pcm, cfg).reshape(-1, cfg.n_fft)
-        x = frames[:, t.window_start : t.window_stop] * t.window_q15[t.window_start : t.window_stop].astype(np.int64)
-        shift = NORMALISED_BITS - bit_length(np.abs(x).max(axis=1))
-        silent = shift > NORMALISED_BITS - 1  # max |x| = 0
-        shift = np.where(silent, 0, shift)[:, None]
-        up = np.maximum(shift, 0)
-        down = np.maximum(-shift, 0)
-        x = np.where(shift >= 0, x << up, (x + ((1 << down) >> 1)) >> down)
-        full = np.zeros((x.shape[0], cfg.n_fft), dtype=np.int64)
-        full[:, t.window_start : t.window_stop] = x
+        """(clips, stft frames, n_mels) int64: log2 of mel energy in Q16, floored (step 7).
 
-        re, im = self._real_fft(full)
-        squares = re * re + im * im
+        Clips are processed in groups of about CHUNK_FRAMES frames, so the working set stays in cache, and
+        the groups spread over the cores (numpy releases the GIL inside its loops).
+        """
+        cfg = self.cfg
+        pcm = check_pcm(pcm, cfg)
+        per_chunk = max(1, CHUNK_FRAMES // cfg.n_stft_frames)
+        groups = [pcm[i : i + per_chunk] for i in range(0, pcm.shape[0], per_chunk)]
+        if len(groups) == 1:
+            parts = [self._log_mel_chunk(groups[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                parts = list(pool.map(self._log_mel_chunk, groups))
+        return np.concatenate(parts).reshape(pcm.shape[0], cfg.n_stft_frames, cfg.n_mels)
+
+    def _log_mel_chunk(self, pcm: np.ndarray) -> np.ndarray:
+        cfg, t = self.cfg, self.tables
+        x = frames_of(pcm, cfg)[:, :, t.window_start : t.window_stop].reshape(-1, t.window_stop - t.window_start)
+        x = x * self._window
+        peak = np.abs(x).max(axis=1)
+        silent = peak == 0
+        shift = np.where(silent, 0, NORMALISED_BITS - bit_length(peak))
+        if shift.min() >= 0:
+            x <<= shift[:, None]
+        else:  # a frame near full scale: shift down with rounding
+            up, down = np.maximum(shift, 0)[:, None], np.maximum(-shift, 0)[:, None]
+            x = np.where(up > 0, x << up, (x + ((1 << down) >> 1)) >> down)
+
+        re, im = self._real_fft(x)
+        squares = re * re
+        squares += im * im
         if cfg.power == 2:
             peak = np.maximum(np.abs(re).max(axis=1), np.abs(im).max(axis=1))
-            power_shift = np.maximum(2 * bit_length(peak) + 1 - SPECTRUM_BITS, 0)[:, None]
-            spectrum = squares >> power_shift
+            power_shift = np.maximum(2 * bit_length(peak) + 1 - SPECTRUM_BITS, 0)
+            spectrum = squares >> power_shift[:, None]
         else:
-            power_shift = np.zeros((x.shape[0], 1), dtype=np.int64)
+            power_shift = np.zeros_like(shift)
             spectrum = isqrt(squares)
 
-        mel = self._mel(spectrum)
+        # Σ p·w exactly, in int64: a sparse product over the few non-zero weights (tables.py bounds the sums).
+        mel = (self._mel_weights_sparse @ spectrum.T).T
         log = log2_q16(np.maximum(mel, 1), t.log2_table_q16) + t.mel_log2_gain_q16.astype(np.int64)
-        log -= (t.log2_exponent_offset + cfg.power * shift - power_shift) * 65536
-        log = np.where((mel == 0) | silent[:, None], t.log_floor_q16, np.maximum(log, t.log_floor_q16))
-        return log.reshape(clips, cfg.n_stft_frames, cfg.n_mels)
+        log -= ((t.log2_exponent_offset + cfg.power * shift - power_shift) * 65536)[:, None]
+        return np.where((mel == 0) | silent[:, None], t.log_floor_q16, np.maximum(log, t.log_floor_q16))
 
     def _real_fft(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled real FFT (steps 3–4): int64 (frames, N) → re, im (frames, N/2 + 1), equal to DFT/N."""
+        """Scaled real FFT (steps 3–4) of the windowed samples [window_start, window_stop) of each frame
+        (zero elsewhere): int64 (frames, width) → re, im (frames, N/2 + 1), equal to DFT/N."""
         t = self.tables
         half = self.cfg.n_fft // 2
         frames = x.shape[0]
-        zr = x[:, 0::2][:, t.bit_reverse]
-        zi = x[:, 1::2][:, t.bit_reverse]
-        wr_all = t.twiddle_q31[:, 0].astype(np.int64)
-        wi_all = t.twiddle_q31[:, 1].astype(np.int64)
+        # Even samples are the real parts, odd the imaginary, in bit-reversed order; index `width` reads 0.
+        with_zero = np.concatenate([x, np.zeros((frames, 1), dtype=np.int64)], axis=1)
+        zr = np.take(with_zero, self._gather_real, axis=1)
+        zi = np.take(with_zero, self._gather_imag, axis=1)
         h = 1
         while h < half:
+            groups = half // (2 * h)
             # W_{2h}^j = W_N^{j·N/(2h)}: every (N/2h)-th entry of the table.
-            wr = wr_all[: 2 * half : half // h][:h]
-            wi = wi_all[: 2 * half : half // h][:h]
-            zr = zr.reshape(frames, half // (2 * h), 2, h)
-            zi = zi.reshape(frames, half // (2 * h), 2, h)
-            ar, br = zr[:, :, 0], zr[:, :, 1]
-            ai, bi = zi[:, :, 0], zi[:, :, 1]
-            tr = br * wr - bi * wi
+            wr = self._twiddle_r[: 2 * half : half // h][:h]
+            wi = self._twiddle_i[: 2 * half : half // h][:h]
+            zr4 = zr.reshape(frames, groups, 2, h)
+            zi4 = zi.reshape(frames, groups, 2, h)
+            ar, br = zr4[:, :, 0], zr4[:, :, 1]
+            ai, bi = zi4[:, :, 0], zi4[:, :, 1]
+            tr = br * wr - bi * wi  # t = b·w in Q31
             ti = br * wi + bi * wr
-            ar31, ai31 = ar << 31, ai << 31
-            rounding = 1 << 31
-            zr = np.stack([(ar31 + tr + rounding) >> 32, (ar31 - tr + rounding) >> 32], axis=2)
-            zi = np.stack([(ai31 + ti + rounding) >> 32, (ai31 - ti + rounding) >> 32], axis=2)
+            ar31 = (ar << 31) + (1 << 31)  # (a·2^31 ± t + 2^31) >> 32 = (a ± b·w)/2 with one rounding
+            ai31 = (ai << 31) + (1 << 31)
+            zr = np.stack([ar31 + tr, ar31 - tr], axis=2) >> 32
+            zi = np.stack([ai31 + ti, ai31 - ti], axis=2) >> 32
             h *= 2
         zr = zr.reshape(frames, half)
         zi = zi.reshape(frames, half)
@@ -162,21 +195,11 @@ class IntegerFrontend:
         zm_r, zm_i = zr[:, (half - k) % half], zi[:, (half - k) % half]
         ar, ai = zk_r + zm_r, zk_i - zm_i  # A = Z[k] + conj(Z[M−k])
         br, bi = zk_r - zm_r, zk_i + zm_i  # B = Z[k] − conj(Z[M−k])
-        c = t.twiddle_q31[:, 0].astype(np.int64)
-        s = t.twiddle_q31[:, 1].astype(np.int64)
+        c, s = self._twiddle_r, self._twiddle_i
         rounding = 1 << 32
         re = ((ar << 31) + c * bi + s * br + rounding) >> 33
         im = ((ai << 31) - c * br + s * bi + rounding) >> 33
         return re, im
-
-    def _mel(self, spectrum: np.ndarray) -> np.ndarray:
-        """Exact Σ p·w in uint64, via float64 BLAS products of 16-bit limbs (every partial sum < 2^53)."""
-        weights = self.tables.mel_weights_dense_q15
-        mel = np.zeros((spectrum.shape[0], weights.shape[1]), dtype=np.uint64)
-        for limb in range(0, SPECTRUM_BITS, 16):
-            part = ((spectrum >> limb) & 0xFFFF).astype(np.float64) @ weights
-            mel += part.astype(np.uint64) << np.uint64(limb)
-        return mel
 
     # -- steps 8–9 -------------------------------------------------------------------------------------
     def channels_q16(self, log: np.ndarray) -> list[np.ndarray]:
