@@ -1,0 +1,27 @@
+"""The benchmark scripts behind the README's numbers still run (tiny sizes; speed is not asserted)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, require_tool
+
+
+@pytest.mark.parametrize(
+    "script, args",
+    [
+        ("frontend_precision.py", ["--clips", "3"]),
+        ("frontend_speed.py", ["--clips", "4", "--repeats", "1", "--presets", "mobilenetv2"]),
+        ("frontend_size.py", []),
+    ],
+)
+def test_benchmark_script_runs(script, args):
+    if script == "frontend_size.py":
+        require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    if script == "frontend_speed.py":
+        pytest.importorskip("librosa")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "|---|" in result.stdout
+    assert "FAIL" not in result.stdout
