@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from mcuasc.frontend.config import FrontendConfig
-from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, build_tables
+from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, build_tables
 from mcuasc.render import banner, render
 
 TEMPLATE_DIR = "common/frontend"
@@ -34,6 +34,7 @@ def render_frontend(cfg: FrontendConfig) -> dict[str, str]:
         "log2_table_bits": LOG2_TABLE_BITS,
         "normalised_bits": NORMALISED_BITS,
         "spectrum_bits": SPECTRUM_BITS,
+        "twiddle_bits": TWIDDLE_BITS,
     }
     return {name: render(f"{TEMPLATE_DIR}/{name}.j2", **context) for name in SOURCES}
 

@@ -6,10 +6,10 @@ Right shifts of negative numbers are arithmetic (floor) here and in C (GCC; the 
 
 Per frame, with N = n_fft, M = N/2:
 1. window:     x[n] = pcm[n] · window_q15[n]                          |x| ≤ 2^30
-2. normalise:  s = 29 − bitlen(max|x|); x <<= s (rounding >> if s < 0)  |x| < 2^29, block floating point
+2. normalise:  s = 28 − bitlen(max|x|); x <<= s (rounding >> if s < 0)  |x| < 2^28, block floating point
 3. FFT:        z = x[even] + i·x[odd]; M-point radix-2 DIT, every butterfly halves with one rounding:
-               (a ± b·w)/2 = (a·2^31 ± b·w_q31 + 2^31) >> 32, so |z| never grows and the result is Z/M.
-4. real split: X[k] = (A − i·W^k·B)/4, A = Z[k] + Z*[M−k], B = Z[k] − Z*[M−k]; X = DFT(x)/N, |X| < 2^29.
+               (a ± b·w)/2 = (a·2^23 ± b·w_q23 + 2^23) >> 24, so |z| never grows and the result is Z/M.
+4. real split: X[k] = (A − i·W^k·B)/4, A = Z[k] + Z*[M−k], B = Z[k] − Z*[M−k]; X = DFT(x)/N, |X| < 2^28.
 5. spectrum:   power: p = (Xr² + Xi²) >> sp, sp chosen per frame so p < 2^40 (bins 110 dB below the frame's
                peak keep 3 significant bits); magnitude: p = isqrt(Xr² + Xi²) < 2^30.
 6. mel:        mel[m] = Σ p[k] · mel_weights_q15 (uint64, exact: tables.py checks no band can overflow).
@@ -30,7 +30,7 @@ import scipy.sparse
 
 from mcuasc.errors import InputError
 from mcuasc.frontend.config import FrontendConfig
-from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, FrontendTables, build_tables
+from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, FrontendTables, build_tables
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
@@ -104,10 +104,10 @@ class IntegerFrontend:
         t = self.tables = build_tables(cfg)
         # int64 copies of the tables, made once.
         self._window = t.window_q15[t.window_start : t.window_stop].astype(np.int64)
-        self._twiddle_r = t.twiddle_q31[:, 0].astype(np.int64)
-        self._twiddle_i = t.twiddle_q31[:, 1].astype(np.int64)
+        self._twiddle_r = t.twiddle_q23[:, 0].astype(np.int64)
+        self._twiddle_i = t.twiddle_q23[:, 1].astype(np.int64)
         width = t.window_stop - t.window_start
-        sample = 2 * t.bit_reverse.astype(np.int64) - t.window_start  # x index of complex sample j's real part
+        sample = 2 * t.bit_reverse.astype(np.int64) - t.window_start  # x index of complex input j's real part
         self._gather_real = np.where((sample >= 0) & (sample < width), sample, width)
         self._gather_imag = np.where((sample + 1 >= 0) & (sample + 1 < width), sample + 1, width)
         self._mel_weights_sparse = scipy.sparse.csr_matrix(t.mel_weights_dense_q15.T.astype(np.int64))
@@ -176,29 +176,27 @@ class IntegerFrontend:
             # W_{2h}^j = W_N^{j·N/(2h)}: every (N/2h)-th entry of the table.
             wr = self._twiddle_r[: 2 * half : half // h][:h]
             wi = self._twiddle_i[: 2 * half : half // h][:h]
-            zr4 = zr.reshape(frames, groups, 2, h)
-            zi4 = zi.reshape(frames, groups, 2, h)
+            zr4, zi4 = zr.reshape(frames, groups, 2, h), zi.reshape(frames, groups, 2, h)
             ar, br = zr4[:, :, 0], zr4[:, :, 1]
             ai, bi = zi4[:, :, 0], zi4[:, :, 1]
-            tr = br * wr - bi * wi  # t = b·w in Q31
+            tr = br * wr - bi * wi  # t = b·w in Q23
             ti = br * wi + bi * wr
-            ar31 = (ar << 31) + (1 << 31)  # (a·2^31 ± t + 2^31) >> 32 = (a ± b·w)/2 with one rounding
-            ai31 = (ai << 31) + (1 << 31)
-            zr = np.stack([ar31 + tr, ar31 - tr], axis=2) >> 32
-            zi = np.stack([ai31 + ti, ai31 - ti], axis=2) >> 32
+            ar23 = (ar << TWIDDLE_BITS) + (1 << TWIDDLE_BITS)  # (a·2^23 + 2^23 ± t) >> 24 = (a ± b·w)/2
+            ai23 = (ai << TWIDDLE_BITS) + (1 << TWIDDLE_BITS)
+            zr = np.stack([ar23 + tr, ar23 - tr], axis=2) >> (TWIDDLE_BITS + 1)
+            zi = np.stack([ai23 + ti, ai23 - ti], axis=2) >> (TWIDDLE_BITS + 1)
             h *= 2
-        zr = zr.reshape(frames, half)
-        zi = zi.reshape(frames, half)
+        zr, zi = zr.reshape(frames, half), zi.reshape(frames, half)
 
-        k = np.arange(half + 1)
-        zk_r, zk_i = zr[:, k % half], zi[:, k % half]
-        zm_r, zm_i = zr[:, (half - k) % half], zi[:, (half - k) % half]
+        # Z[k] and Z[(M − k) mod M] for k = 0..M, by slicing (Z[M] is Z[0]).
+        zk_r, zk_i = np.concatenate([zr, zr[:, :1]], axis=1), np.concatenate([zi, zi[:, :1]], axis=1)
+        zm_r, zm_i = zk_r[:, ::-1], zk_i[:, ::-1]
         ar, ai = zk_r + zm_r, zk_i - zm_i  # A = Z[k] + conj(Z[M−k])
         br, bi = zk_r - zm_r, zk_i + zm_i  # B = Z[k] − conj(Z[M−k])
         c, s = self._twiddle_r, self._twiddle_i
-        rounding = 1 << 32
-        re = ((ar << 31) + c * bi + s * br + rounding) >> 33
-        im = ((ai << 31) - c * br + s * bi + rounding) >> 33
+        rounding = 1 << (TWIDDLE_BITS + 1)
+        re = ((ar << TWIDDLE_BITS) + c * bi + s * br + rounding) >> (TWIDDLE_BITS + 2)
+        im = ((ai << TWIDDLE_BITS) - c * br + s * bi + rounding) >> (TWIDDLE_BITS + 2)
         return re, im
 
     # -- steps 8–9 -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The numpy integer path computes with these arrays and the C renderer prints thes
 implementations cannot drift apart. Fixed-point formats (Qn = n fractional bits):
 
 - ``window_q15``      uint16, window w[n]·2^15 (1.0 → 32768), n_fft long, zero outside the window.
-- ``twiddle_q31``     int32 pairs (cos, −sin)(2πk/N)·2^31 for k = 0..N/2, +1.0 saturated to 2^31−1.
+- ``twiddle_q23``     int32 pairs (cos, −sin)(2πk/N)·2^23 for k = 0..N/2: 1.0 is exact, and every butterfly
+                      product of a 28-bit sample stays below 2^52 (−144 dB twiddle error, far below what matters).
                       The N/2-point complex FFT uses every other entry; the real-FFT split uses them all.
 - ``bit_reverse``     uint16 bit-reversal permutation of the N/2-point complex FFT.
 - ``mel_weights_q15`` uint16, each band's non-zero triangle divided by its own peak (peak → 32768), packed;
@@ -30,7 +31,8 @@ Q15 = 1 << 15
 Q16 = 1 << 16
 Q31 = 1 << 31
 LOG2_TABLE_BITS = 7  # 128 segments: interpolation error < 3e-6 in log2, i.e. < 1e-5 dB
-NORMALISED_BITS = 29  # each windowed frame is shifted so that max |x| < 2^29: FFT headroom, see integer.py
+NORMALISED_BITS = 28  # each windowed frame is shifted so that max |x| < 2^28: FFT headroom, see integer.py
+TWIDDLE_BITS = 23
 SPECTRUM_BITS = 40  # power spectrum bins are kept below 2^40 so that Σ p·w fits in 64 bits
 
 
@@ -100,13 +102,13 @@ class FrontendTables:
     window_q15: np.ndarray
     window_start: int  # first and one-past-last non-zero window sample
     window_stop: int
-    twiddle_q31: np.ndarray  # (N/2 + 1, 2) int32
+    twiddle_q23: np.ndarray  # (N/2 + 1, 2) int32
     bit_reverse: np.ndarray  # (N/2,) uint16
     mel_first_bin: np.ndarray  # (n_mels,) uint16
     mel_n_bins: np.ndarray  # (n_mels,) uint16
     mel_weight_offset: np.ndarray  # (n_mels,) uint32
     mel_weights_q15: np.ndarray  # packed uint16
-    mel_weights_dense_q15: np.ndarray  # (n_bins, n_mels) float64 holding the same integers, for exact BLAS
+    mel_weights_dense_q15: np.ndarray  # (n_bins, n_mels) the same integers as a dense matrix
     mel_log2_gain_q16: np.ndarray  # (n_mels,) int32
     log2_table_q16: np.ndarray  # (129,) int32
     log2_exponent_offset: int  # see integer.py: log2 of the float feature = log2(mel) + gain − (this + p·s − sp)
@@ -134,7 +136,7 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
 
     angle = 2.0 * np.pi * np.arange(half + 1) / n
     twiddle = np.stack([np.cos(angle), -np.sin(angle)], axis=1)
-    twiddle_q31 = np.clip(np.round(twiddle * Q31), -Q31, Q31 - 1).astype(np.int32)
+    twiddle_q23 = np.round(twiddle * (1 << TWIDDLE_BITS)).astype(np.int32)
 
     bits = half.bit_length() - 1
     index = np.arange(half)
@@ -184,7 +186,7 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
         window_q15=window_q15.astype(np.uint16),
         window_start=window_start,
         window_stop=window_stop,
-        twiddle_q31=twiddle_q31,
+        twiddle_q23=twiddle_q23,
         bit_reverse=reverse.astype(np.uint16),
         mel_first_bin=np.array(first, dtype=np.uint16),
         mel_n_bins=np.array(count, dtype=np.uint16),
