@@ -1,4 +1,4 @@
-"""The benchmark scripts behind the README's numbers still run (tiny sizes; speed is not asserted)."""
+"""The benchmark and example scripts behind the README still run (tiny sizes; speed is not asserted)."""
 
 import subprocess
 import sys
@@ -25,3 +25,9 @@ def test_benchmark_script_runs(script, args):
     assert result.returncode == 0, result.stderr
     assert "|---|" in result.stdout
     assert "FAIL" not in result.stdout
+
+
+def test_example_runs():
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "frontend_from_python.py")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "numpy == C: True" in result.stdout
