@@ -1,0 +1,92 @@
+"""The zoo reproduces the seed's and the challenge's tables exactly, runs, and exports to ONNX."""
+
+import io
+import warnings
+
+import pytest
+import torch
+
+from mcuasc.errors import InputError
+from mcuasc.models import ARCHITECTURES, build_model, zoo_report
+from mcuasc.models.complexity import count_macs, keras_parameters, layer_costs, trainable_parameters
+
+
+def rows(name):
+    arch = ARCHITECTURES[name]
+    model = arch.factory()
+    return {r.name: r for r in layer_costs(model, arch.input_shape, model.table_rows(), arch.param_convention)}, model
+
+
+def test_student_matches_tables_5_6_7():
+    table, model = rows("bcresnet-student")
+    assert trainable_parameters(model) == 85_800
+    expected = {"stem conv 5×5": 2080, "trans1": 5520, "norm1": 2240, "trans2": 7080, "norm2": 4560, "trans3": 12640,
+                "norm3": 7680, "trans4": 19800, "norm4": 11600, "norm4b": 11600, "head conv 1×1": 1000}
+    assert {k: table[k].params for k in expected} == expected
+    # Table 6, the first transition block operator by operator.
+    trans1 = model.blocks.trans1
+    assert [trainable_parameters(m) for m in (trans1.expand, trans1.expand_bn, trans1.branches.frequency_conv,
+            trans1.branches.ssn, trans1.branches.temporal_conv, trans1.branches.temporal_bn,
+            trans1.branches.pointwise)] == [3200, 80, 120, 320, 120, 80, 1600]
+
+
+def test_teacher_matches_the_papers_total():
+    _, model = rows("bcresnet-teacher")
+    assert trainable_parameters(model) == 314_800
+
+
+def test_mobilenetv2_matches_table_2_row_by_row():
+    table, model = rows("mobilenetv2-ca")
+    assert keras_parameters(model) == 110_452
+    params = [r.params for r in layer_costs(model, (3, 128, 36), model.table_rows(), "keras")]
+    assert params == [896, 128, 5472, 5472, 5472, 6576, 11280, 11280, 12896, 19136, 19136, 4160, 256, 128, 4096, 0,
+                      3280, 128, 640, 20, 0]
+
+
+def test_baseline_matches_keras_and_the_challenge_tools_mac_table():
+    table, model = rows("dcase-baseline")
+    assert keras_parameters(model) == 46_246
+    assert [r.macs for r in table.values()] == [1_599_360, 25_589_760, 32_000, 2_007_040, 2_560, 3_200, 1_000]
+    assert sum(count_macs(model, (1, 40, 51)).values()) == 29_234_920
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_forward_shapes_and_feature_shapes_agree(name):
+    from mcuasc.frontend import preset
+
+    arch = ARCHITECTURES[name]
+    mels, frames, channels = preset(arch.frontend_preset).shape
+    assert arch.input_shape == (channels, mels, frames)
+    model = build_model(name)
+    assert model(torch.randn(3, *arch.input_shape)).shape == (3, 10)
+    assert build_model(name, n_classes=4)(torch.randn(2, *arch.input_shape)).shape == (2, 4)
+
+
+def test_zoo_report_verdicts_and_references():
+    report = {m["model"]: m for m in zoo_report()}
+    assert report["bcresnet-student"]["dcase_limits"]["within"]
+    assert report["mobilenetv2-ca"]["dcase_limits"]["within"]
+    assert not report["bcresnet-teacher"]["dcase_limits"]["within"]
+    for m in report.values():  # within a few percent of every reference figure
+        assert m["params"] == m["reference"]["params"]
+        assert abs(m["macs"] / m["reference"]["macs"] - 1) < 0.07
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(InputError, match="unknown architecture"):
+        build_model("resnet50")
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_model_exports_to_onnx(name):
+    onnx = pytest.importorskip("onnx")
+    arch = ARCHITECTURES[name]
+    model = build_model(name).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, *arch.input_shape), buffer, dynamo=False, opset_version=13)
+    graph = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(graph)
+    ops = {node.op_type for node in graph.graph.node}
+    assert "Conv" in ops
