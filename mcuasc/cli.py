@@ -109,6 +109,141 @@ def boards() -> None:
     out.print(table)
 
 
+@app.command("synth-data")
+def synth_data(
+    folder: Path = typer.Argument(..., help="Folder to write the set into (new, empty, or an earlier synth-data output)."),
+    clips_per_class: int = typer.Option(20, help="Clips per scene; 30 % of them form the evaluation split."),
+    seed: int = typer.Option(0, help="Same seed, same bytes."),
+) -> None:
+    """Write a deterministic synthetic ten-scene set in the TAU Urban Acoustic Scenes 2022 Mobile layout."""
+    from mcuasc.data.synth import synthesize_dataset
+    from mcuasc.data.tau import TauDataset
+
+    with _progress() as progress:
+        task = progress.add_task("synthesizing", total=None)
+        summary = synthesize_dataset(folder, clips_per_class, seed,
+                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
+    dataset = TauDataset.open(folder)
+    table = Table(title=f"{summary['clips']} clips in {folder}")
+    for column in ("split", "clips", "per device"):
+        table.add_column(column)
+    for split in ("train", "evaluate"):
+        breakdown = dataset.device_breakdown(split)
+        table.add_row(split, str(sum(breakdown.values())), ", ".join(f"{d}: {n}" for d, n in breakdown.items()))
+    out.print(table)
+
+
+@app.command()
+def zoo(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    summary_only: bool = typer.Option(False, "--summary", help="Only the summary table, not the per-layer tables."),
+) -> None:
+    """List every model: per-layer and total parameters and MACs beside the seed's or the challenge's figures,
+    and the DCASE2022 verdict (≤ 128 K parameters, ≤ 30 MMAC)."""
+    from mcuasc.models.zoo import render_zoo, zoo_report
+
+    report = zoo_report()
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        render_zoo(report, out, details=not summary_only)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+def _run_training(data: Path, config, out_path: Path, teacher: Optional[Path], force: bool) -> None:
+    from mcuasc.train import train
+
+    if out_path.exists() and not force:
+        raise InputError(f"{out_path} already exists; pass --force to overwrite it or choose another --out.")
+    table = Table(title=f"{'distilling' if teacher else 'training'} {config.arch} on {data}")
+    for column in ("epoch", "lr", "train loss", "KD loss", "val acc", "val macro acc", "val log loss", "s"):
+        table.add_column(column, justify="right")
+    with _progress() as progress:
+        task = progress.add_task("starting", total=None)
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            progress.update(task, description=what, completed=done, total=total)
+
+        def on_epoch(r) -> None:
+            kd = "" if r.kd_loss is None else f"{r.kd_loss:.3f}"
+            progress.console.print(
+                f"epoch {r.epoch:3d}  lr {r.lr:.5f}  loss {r.train_loss:.3f}  {('KD ' + kd) if kd else ''}  "
+                f"val acc {r.val_accuracy:.3f}  macro {r.val_macro_accuracy:.3f}  log loss {r.val_log_loss:.3f}  {r.seconds:.1f} s"
+            )
+            table.add_row(str(r.epoch), f"{r.lr:.5f}", f"{r.train_loss:.3f}", kd, f"{r.val_accuracy:.3f}",
+                          f"{r.val_macro_accuracy:.3f}", f"{r.val_log_loss:.3f}", f"{r.seconds:.1f}")
+
+        result = train(data, config, out_path, teacher=teacher, progress=on_progress, log=on_epoch)
+    best = result.best
+    out.print(f"best epoch {result.best_epoch}: accuracy {best.val_accuracy:.3f} (macro {best.val_macro_accuracy:.3f}), "
+              f"log loss {best.val_log_loss:.3f}; per device: "
+              + ", ".join(f"{d} {a:.2f}" for d, a in best.per_device_accuracy.items()))
+    out.print(f"checkpoint: {out_path} ({result.clips_per_second:.0f} training clips/s)")
+
+
+def _training_config(arch: str, distill: bool, **overrides):
+    import dataclasses
+
+    from mcuasc.augment import RECIPES
+    from mcuasc.train import recipe_for
+
+    config = recipe_for(arch, distill=distill)
+    changes = {k: v for k, v in overrides.items() if v is not None and k != "augment"}
+    if overrides.get("augment") is not None:
+        if overrides["augment"] not in RECIPES:
+            raise InputError(f"unknown augmentation recipe {overrides['augment']!r}; choose one of {', '.join(RECIPES)}.")
+        changes["augment"] = RECIPES[overrides["augment"]]
+    return dataclasses.replace(config, **changes)
+
+
+@app.command(name="train")
+def train_command(
+    data: Path = typer.Option(..., help="Dataset folder in the TAU 2022 layout (mcuasc synth-data makes one)."),
+    arch: str = typer.Option(..., help="bcresnet-teacher, bcresnet-student, mobilenetv2-ca or dcase-baseline."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Checkpoint to write [default: ARCH.pt]."),
+    epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs."),
+    lr: Optional[float] = typer.Option(None, help="Override the recipe's learning rate."),
+    batch_size: Optional[int] = typer.Option(None, help="Override the recipe's batch size."),
+    weight_decay: Optional[float] = typer.Option(None, help="Override the recipe's weight decay."),
+    augment: Optional[str] = typer.Option(None, help="Augmentation recipe: none, bcresnet, bcresnet-fw, mobilenetv2."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Train a model with the seed's recipe (BC-ResNet: SGD 0.008, ×0.4 on plateau, 120 epochs; MobileNetV2:
+    SGD 0.1, cosine with restarts, 64 epochs), keeping the epoch with the lowest validation log loss."""
+    config = _training_config(arch, False, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                              augment=augment, seed=seed)
+    _run_training(data, config, out_path or Path(f"{arch}.pt"), None, force)
+
+
+@app.command()
+def distill(
+    teacher: Path = typer.Option(..., help="Teacher checkpoint (mcuasc train --arch bcresnet-teacher)."),
+    data: Path = typer.Option(..., help="Dataset folder in the TAU 2022 layout."),
+    arch: str = typer.Option("bcresnet-student", help="Student architecture."),
+    out_path: Path = typer.Option(Path("student.pt"), "--out", help="Student checkpoint to write."),
+    temperature: Optional[float] = typer.Option(None, help="KD temperature [default: 2]."),
+    kd_weight: Optional[float] = typer.Option(None, help="Weight of the KD term against the labels [default: 0.5]."),
+    epochs: Optional[int] = typer.Option(None, help="Override the recipe's epochs (120)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate after warm-up [default: 0.006]."),
+    warmup_epochs: Optional[int] = typer.Option(None, help="Linear warm-up epochs [default: 10]."),
+    augment: Optional[str] = typer.Option(None, help="Augmentation recipe [default: bcresnet]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Distil a student from a teacher: hard-label loss plus the teacher's softened targets; lr warms up
+    0 → 0.006 over 10 epochs, then cosine to zero (seed §3.2)."""
+    config = _training_config(arch, True, kd_temperature=temperature, kd_weight=kd_weight, epochs=epochs, lr=lr,
+                              warmup_epochs=warmup_epochs, augment=augment, seed=seed)
+    _run_training(data, config, out_path, teacher, force)
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("mcuasc-demo"), "--out", help="Folder for the demo's files."),
