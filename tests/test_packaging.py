@@ -30,6 +30,7 @@ def test_wheel_contains_templates_and_boards(wheel):
         assert f"mcuasc/_data/firmware_templates/{template.relative_to(REPO / 'firmware_templates')}" in names
     for board in (REPO / "boards").glob("*.yaml"):
         assert f"mcuasc/_data/boards/{board.name}" in names
+    assert "mcuasc/data/labels/tau2022.txt" in names  # label sets are package data
 
 
 def test_unpacked_wheel_renders_the_front_end_outside_the_repo(wheel, tmp_path):
@@ -42,12 +43,13 @@ def test_unpacked_wheel_renders_the_front_end_outside_the_repo(wheel, tmp_path):
         "from mcuasc.boards import load_board\n"
         "assert mcuasc.__file__.startswith(%r), mcuasc.__file__\n"
         "assert str(r.templates_dir()).startswith(%r)\n"
-        "print(len(render_frontend(preset('mobilenetv2'))), load_board('nrf52840').ram_bytes)\n" % (str(site), str(site))
+        "from mcuasc.data.tau import load_labels\n"
+        "print(len(render_frontend(preset('mobilenetv2'))), load_board('nrf52840').ram_bytes, len(load_labels()))\n" % (str(site), str(site))
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["4", "262144"]
+    assert result.stdout.split() == ["4", "262144", "10"]
 
 
 @pytest.mark.skipif(not IN_CI, reason="CI installs mcuasc non-editable; a developer's editable install is fine")
