@@ -9,6 +9,8 @@ import torch
 from mcuasc.errors import InputError
 from mcuasc.models import ARCHITECTURES, build_model, zoo_report
 from mcuasc.models.complexity import count_macs, keras_parameters, layer_costs, trainable_parameters
+from mcuasc.models.export import export_form
+from mcuasc.models.layers import SubSpectralNorm
 
 
 def rows(name):
@@ -77,16 +79,41 @@ def test_unknown_architecture_is_a_clear_error():
         build_model("resnet50")
 
 
+def trained_statistics(name):
+    """A model whose batch-norms hold non-trivial statistics, as after training."""
+    torch.manual_seed(0)
+    arch = ARCHITECTURES[name]
+    model = build_model(name).train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randn(8, *arch.input_shape) * 5 + 3)
+    return model.eval(), arch
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_export_form_computes_the_same_function(name):
+    model, arch = trained_statistics(name)
+    exported = export_form(model, arch.input_shape)
+    x = torch.randn(4, *arch.input_shape) * 5 + 3
+    with torch.no_grad():
+        assert torch.allclose(model(x), exported(x), atol=1e-4)
+    remaining = [n for n, m in exported.named_modules() if isinstance(m, (torch.nn.BatchNorm2d, SubSpectralNorm))]
+    # Only MobileNetV2's batch-norm between a ReLU and a conv cannot fold into a neighbour.
+    assert remaining == (["norm"] if name == "mobilenetv2-ca" else [])
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_model_exports_to_onnx(name):
     onnx = pytest.importorskip("onnx")
-    arch = ARCHITECTURES[name]
-    model = build_model(name).eval()
+    model, arch = trained_statistics(name)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, torch.zeros(1, *arch.input_shape), buffer, dynamo=False, opset_version=13)
+        torch.onnx.export(export_form(model, arch.input_shape), torch.zeros(1, *arch.input_shape), buffer,
+                          dynamo=False, opset_version=13)
     graph = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(graph)
-    ops = {node.op_type for node in graph.graph.node}
+    ops = [node.op_type for node in graph.graph.node]
     assert "Conv" in ops
+    assert ops.count("BatchNormalization") == (1 if name == "mobilenetv2-ca" else 0)
+    assert ops.count("Reshape") <= 1  # at most the final flatten: no sub-band reshapes
