@@ -14,7 +14,7 @@ from mcuasc.testsignals import realistic_corpus
 
 from conftest import mcuasc_command
 
-COMMANDS = ["features", "presets", "boards", "demo"]
+COMMANDS = ["features", "presets", "boards", "demo", "synth-data", "zoo", "train", "distill"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -141,14 +141,27 @@ def test_presets_and_boards_list():
     assert boards.returncode == 0 and "nrf52840" in boards.stdout and "mps2-an386" in boards.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_and_proves_bit_exactness(tmp_path):
     out = tmp_path / "demo"
     result = run("demo", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("bit-exact") >= 3
     assert (out / "street_scene.wav").exists() and (out / "features.bcresnet.npy").exists()
-    # A second run reuses its own folder; a stranger's folder is refused and left alone.
-    assert run("demo", "--out", str(out)).returncode == 0
+    assert (out / "student.pt").exists() and (out / "scenes" / "meta.csv").exists()
+    from mcuasc.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "student.pt").train_config["teacher"] == str(out / "teacher.pt")
+
+
+def test_demo_reuses_its_own_folder_and_refuses_a_strangers(tmp_path):
+    from mcuasc.demo import MARKER, prepare_out_dir
+
+    mine = tmp_path / "demo"
+    prepare_out_dir(mine)
+    (mine / "old.npy").write_bytes(b"x")
+    prepare_out_dir(mine)  # an earlier demo's folder: fine
+    assert (mine / MARKER).exists()
     stranger = tmp_path / "mine"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("keep")
