@@ -211,13 +211,28 @@ def train_command(
     lr: Optional[float] = typer.Option(None, help="Override the recipe's learning rate."),
     batch_size: Optional[int] = typer.Option(None, help="Override the recipe's batch size."),
     weight_decay: Optional[float] = typer.Option(None, help="Override the recipe's weight decay."),
+    momentum: Optional[float] = typer.Option(None, help="Override the SGD momentum (0.9)."),
+    optimizer: Optional[str] = typer.Option(None, help="Override the optimizer: sgd or adam."),
+    schedule: Optional[str] = typer.Option(None, help="Override the schedule: plateau, cosine-restarts, warmup-cosine, constant."),
+    plateau_factor: Optional[float] = typer.Option(None, help="Plateau schedule: multiply the rate by this (0.4)."),
+    plateau_patience: Optional[int] = typer.Option(None, help="Plateau schedule: epochs without improvement (3)."),
+    restart_epochs: Optional[str] = typer.Option(None, help="Cosine schedule: restart epochs, comma-separated (3,7,15,33)."),
+    warmup_epochs: Optional[int] = typer.Option(None, help="Warm-up epochs for the warmup-cosine schedule."),
     augment: Optional[str] = typer.Option(None, help="Augmentation recipe: none, bcresnet, bcresnet-fw, mobilenetv2."),
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
 ) -> None:
     """Train a model with the seed's recipe (BC-ResNet: SGD 0.008, ×0.4 on plateau, 120 epochs; MobileNetV2:
     SGD 0.1, cosine with restarts, 64 epochs), keeping the epoch with the lowest validation log loss."""
+    restarts = None
+    if restart_epochs is not None:
+        try:
+            restarts = tuple(int(e) for e in restart_epochs.split(",") if e.strip())
+        except ValueError:
+            raise InputError(f"--restart-epochs takes whole numbers separated by commas, e.g. 3,7,15,33; got {restart_epochs!r}.") from None
     config = _training_config(arch, False, epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay,
+                              momentum=momentum, optimizer=optimizer, schedule=schedule, plateau_factor=plateau_factor,
+                              plateau_patience=plateau_patience, restart_epochs=restarts, warmup_epochs=warmup_epochs,
                               augment=augment, seed=seed)
     _run_training(data, config, out_path or Path(f"{arch}.pt"), None, force)
 

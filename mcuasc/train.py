@@ -63,6 +63,12 @@ class TrainConfig:
             problems.append(f"optimizer must be sgd or adam, got {self.optimizer!r}")
         if self.schedule not in ("plateau", "cosine-restarts", "warmup-cosine", "constant"):
             problems.append(f"unknown schedule {self.schedule!r}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            problems.append("momentum must be in [0, 1) and weight decay ≥ 0")
+        if not 0 < self.plateau_factor < 1 or self.plateau_patience < 1:
+            problems.append("plateau factor must be in (0, 1) and patience ≥ 1")
+        if self.warmup_epochs < 0 or any(e < 1 for e in self.restart_epochs):
+            problems.append("warm-up epochs must be ≥ 0 and restart epochs ≥ 1")
         if not 0 <= self.kd_weight <= 1 or self.kd_temperature <= 0:
             problems.append("kd_weight must be in [0, 1] and kd_temperature > 0")
         if problems:
