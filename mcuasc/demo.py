@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mcuasc.audio import fit_to_clip, read_wav, write_wav
-from mcuasc.errors import InputError
+from mcuasc.outputs import claim_output_dir
 from mcuasc.features import save_npy
 from mcuasc.frontend import PRESETS, FloatFrontend, IntegerFrontend
 from mcuasc.frontend.host import CFrontend
@@ -53,16 +53,7 @@ def street_scene(seconds: float = 1.0, rate: int = 44100, seed: int = 7) -> np.n
 
 def prepare_out_dir(out_dir: Path) -> None:
     """Use out_dir only if it is new, empty, or an earlier demo's: never overwrite someone else's files."""
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir} exists and is not a folder; choose another --out.")
-        if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
-            raise InputError(f"{out_dir} is not empty and was not made by mcuasc demo; choose another --out.")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / MARKER).write_text("made by mcuasc demo; its files may be regenerated\n")
-    except OSError as exc:
-        raise InputError(f"cannot write into {out_dir} ({exc.strerror}); choose a writable --out.") from None
+    claim_output_dir(out_dir, MARKER, "mcuasc demo")
 
 
 def run_demo(out_dir: Path, console: Console | None = None) -> DemoReport:

@@ -33,3 +33,20 @@ def mcuasc_command() -> list[str]:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Compile C into a per-session cache, never the user's."""
     monkeypatch.setenv("MCUASC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mcuasc-cache"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_scenes(tmp_path_factory):
+    """Factory of synthetic TAU-layout sets, each (clips per class, seed) written once per test session."""
+    from mcuasc.data.synth import synthesize_dataset
+
+    made = {}
+
+    def make(clips_per_class: int, seed: int) -> Path:
+        if (clips_per_class, seed) not in made:
+            root = tmp_path_factory.mktemp(f"scenes-{clips_per_class}-{seed}")
+            synthesize_dataset(root, clips_per_class=clips_per_class, seed=seed)
+            made[clips_per_class, seed] = root
+        return made[clips_per_class, seed]
+
+    return make

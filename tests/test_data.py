@@ -16,11 +16,9 @@ PAPER_ORDER = ["airport", "shopping_mall", "metro_station", "street_pedestrian",
                "tram", "bus", "metro", "park"]
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    synthesize_dataset(root, clips_per_class=10, seed=3)
-    return root
+@pytest.fixture
+def synthetic(synthetic_scenes):
+    return synthetic_scenes(10, 3)
 
 
 def test_labels_are_data_in_the_papers_order():
@@ -56,7 +54,7 @@ def test_synthesis_is_deterministic(synthetic, tmp_path):
 
 def test_synthesis_never_writes_over_someone_elses_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
-    with pytest.raises(InputError, match="not written by mcuasc synth-data"):
+    with pytest.raises(InputError, match="not made by mcuasc synth-data"):
         synthesize_dataset(tmp_path, clips_per_class=2)
     assert (tmp_path / "mine.txt").read_text() == "keep"
 

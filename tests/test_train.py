@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from mcuasc.data.synth import synthesize_dataset
 from mcuasc.errors import InputError
 from mcuasc.frontend import preset
 from mcuasc.models import build_model
@@ -20,18 +19,14 @@ from mcuasc.train import recipe_for, train
 from conftest import mcuasc_command
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    synthesize_dataset(root, clips_per_class=20, seed=0)
-    return root
+@pytest.fixture
+def scenes(synthetic_scenes):
+    return synthetic_scenes(20, 0)
 
 
-@pytest.fixture(scope="module")
-def small_scenes(tmp_path_factory):
-    root = tmp_path_factory.mktemp("small")
-    synthesize_dataset(root, clips_per_class=4, seed=1)
-    return root
+@pytest.fixture
+def small_scenes(synthetic_scenes):
+    return synthetic_scenes(4, 1)
 
 
 def test_recipes_are_the_seeds():

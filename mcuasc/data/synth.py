@@ -19,6 +19,7 @@ import scipy.signal
 from mcuasc.audio import float_to_int16, write_wav
 from mcuasc.data.tau import load_labels
 from mcuasc.errors import InputError
+from mcuasc.outputs import claim_output_dir
 
 RATE = 44100
 MARKER = ".mcuasc-synth-data"
@@ -158,17 +159,9 @@ DEVICES = {
 
 
 def _prepare(out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError(f"{out_dir} exists and is not a folder; choose another output folder.")
-        if any(out_dir.iterdir()) and not (out_dir / MARKER).exists():
-            raise InputError(f"{out_dir} is not empty and was not written by mcuasc synth-data; choose an empty or new folder.")
-    try:
-        (out_dir / "audio").mkdir(parents=True, exist_ok=True)
-        (out_dir / "evaluation_setup").mkdir(exist_ok=True)
-        (out_dir / MARKER).write_text("written by mcuasc synth-data; it may regenerate this folder\n")
-    except OSError as exc:
-        raise InputError(f"cannot write into {out_dir} ({exc.strerror}); choose a writable folder.") from None
+    claim_output_dir(out_dir, MARKER, "mcuasc synth-data")
+    (out_dir / "audio").mkdir(exist_ok=True)
+    (out_dir / "evaluation_setup").mkdir(exist_ok=True)
 
 
 def _write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
