@@ -88,7 +88,7 @@ def main() -> None:
         results = [("teacher (c = 80)", split_metrics(work / "teacher.pt", data), f"{args.teacher_epochs} epochs, {teacher_seconds:.0f} s"),
                    ("student, labels only", split_metrics(work / "plain.pt", data), f"{args.student_epochs} epochs"),
                    ("student, distilled", split_metrics(work / "kd.pt", data), f"{args.student_epochs} epochs, T = 2, weight 0.5")]
-    train_n, eval_n = len(dataset.split("train")), len(dataset.split("evaluate"))
+        train_n, eval_n = len(dataset.split("train")), len(dataset.split("evaluate"))
     print(f"\n## Synthetic scenes: {args.clips_per_class} clips per class, {train_n} train / {eval_n} evaluate, chance 10 %\n")
     print(markdown_table(
         ["model", "accuracy", "seen devices", "unseen devices (s4–s6)", "log loss", "training"],

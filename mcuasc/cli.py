@@ -259,6 +259,61 @@ def distill(
     _run_training(data, config, out_path, teacher, force)
 
 
+@app.command(name="convert")
+def convert_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by mcuasc train or distill (e.g. student.pt)."),
+    data: Optional[Path] = typer.Option(None, help="TAU-layout folder: train split calibrates, evaluate split measures fidelity."),
+    calib: Optional[Path] = typer.Option(None, help="Folder of WAV clips to calibrate on (fidelity then uses the synthetic set)."),
+    out_dir: Path = typer.Option(Path("."), "--out", help="Folder for NAME.onnx, NAME_int8.tflite, NAME.manifest.json, NAME.convert.log."),
+    force: bool = typer.Option(False, help="Replace files of those names that mcuasc convert did not write."),
+    verbose: bool = typer.Option(False, help="Show onnx2tf's and TensorFlow's raw output instead of logging it."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Convert a checkpoint to an int8 TFLite flatbuffer (torch → ONNX → onnx2tf → TFLite, int8 input and
+    output, per-channel int8 weights) and write its manifest.
+
+    The manifest (NAME.manifest.json) carries the front-end config with the model's input scale and zero
+    point, labels, ops, the measured TFLM arena, fidelity and tool versions. `mcuasc gen-firmware` and
+    `mcuasc simulate` run in the same folder find it there (or take --manifest). Without --data or --calib,
+    calibration falls back to mcuasc's synthetic scene set, announced."""
+    from mcuasc.convert import convert
+
+    with err.status("converting…") as status:
+        result = convert(checkpoint, out_dir, data=data, calib=calib, force=force, verbose=verbose,
+                         progress=lambda message: status.update(f"convert: {escape(message)}…"))
+    m = result.manifest
+    if as_json:
+        out.print_json(m.to_json())
+        return
+    for note in result.notes:
+        err.print(f"note: {escape(note)}")
+    table = Table(title=f"{checkpoint.name} → {m.files['tflite']} ({result.seconds:.0f} s)", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    limits = m.dcase_limits
+    fid = m.fidelity
+    worst = sorted(m.layer_sqnr, key=lambda r: r["sqnr_db"])[:3]
+    rows = [
+        ("architecture", f"{m.arch}, {m.parameters:,} parameters, {m.macs / 1e6:.2f} MMAC"),
+        ("DCASE limits", ("within" if limits["within"] else "OVER") + f" (≤ {limits['max_params']:,} params, ≤ {limits['max_macs'] / 1e6:g} MMAC)"),
+        ("ops", f"{len(m.ops)}: " + ", ".join(f"{k} {v}" for k, v in m.op_counts.items())),
+        ("flatbuffer", f"{m.flatbuffer_bytes:,} bytes"),
+        ("TFLM arena", f"{m.tflm_arena_bytes:,} bytes (measured with the TFLM runtime)"),
+        ("input int8", f"{tuple(m.input.shape)}, scale {m.input.scale:.6g} dB, zero point {m.input.zero_point}"),
+        ("saturated features", f"{100 * m.calibration['saturated_fraction_calibration']:.3f} % calibration, "
+                               f"{100 * m.calibration['saturated_fraction_validation']:.3f} % validation"),
+        ("fidelity", f"{100 * fid['agreement']:.1f} % top-1 agreement on {fid['clips']} clips; accuracy float "
+                     f"{100 * fid['float_accuracy']:.1f} % → int8 {100 * fid['int8_accuracy']:.1f} %; log loss "
+                     f"{fid['float_log_loss']:.3f} → {fid['int8_log_loss']:.3f}"),
+        ("lowest SQNR", "; ".join(f"#{r['index']} {r['op']} {r['sqnr_db']:.1f} dB" for r in worst)),
+        ("calibration", f"{m.calibration['clips']} clips: {m.calibration['source']}"),
+        ("written", ", ".join(str(result.out_dir / f) for f in (m.files["onnx"], m.files["tflite"])) + f", {result.manifest_path}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    out.print(table)
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("mcuasc-demo"), "--out", help="Folder for the demo's files."),

@@ -1,6 +1,7 @@
 """The README's main job, as far as the pipeline goes today: a synthetic scene clip through every front-end
 preset (numpy vs C, bit-exact), then a small synthetic scene set, a briefly trained teacher and a student
-distilled from it. It grows with the pipeline (convert, gen-firmware, simulate) as those stages land.
+distilled from it. then converts the student to int8 TFLite with its manifest. It grows with the pipeline (gen-firmware,
+simulate) as those stages land.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class DemoReport:
     rows: list[dict[str, object]] = field(default_factory=list)
     teacher: Path | None = None
     student: Path | None = None
+    manifest: Path | None = None
 
     @property
     def bit_exact(self) -> bool:
@@ -91,7 +93,27 @@ def run_demo(out_dir: Path, console: Console | None = None) -> DemoReport:
     console.print(table)
     console.print(f"features saved as {out_dir}/features.<preset>.npy")
     train_and_distill(report, console)
+    convert_student(report, console)
     return report
+
+
+def convert_student(report: DemoReport, console: Console) -> None:
+    """Stage 2: the distilled student to int8 TFLite, calibrated on the demo's scenes, with its manifest."""
+    from mcuasc.convert import convert
+
+    with console.status("converting the student: ONNX → onnx2tf → int8 TFLite…"):
+        result = convert(report.student, report.out_dir, data=report.out_dir / "scenes", force=True)
+    m = result.manifest
+    table = Table(title="stage 2: convert (int8 TFLite, fidelity on the validation split)")
+    for column in ("ops", "flatbuffer", "TFLM arena", "input scale / zero point", "agreement", "accuracy float → int8", "time"):
+        table.add_column(column)
+    table.add_row(str(len(m.ops)), f"{m.flatbuffer_bytes:,} B", f"{m.tflm_arena_bytes:,} B",
+                  f"{m.input.scale:.4f} dB / {m.input.zero_point}", f"{100 * m.fidelity['agreement']:.0f} %",
+                  f"{100 * m.fidelity['float_accuracy']:.1f} % → {100 * m.fidelity['int8_accuracy']:.1f} %",
+                  f"{result.seconds:.0f} s")
+    console.print(table)
+    report.manifest = result.manifest_path
+    console.print(f"manifest: {result.manifest_path}")
 
 
 def train_and_distill(report: DemoReport, console: Console, clips_per_class: int = 6) -> None:

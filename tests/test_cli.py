@@ -14,7 +14,7 @@ from mcuasc.testsignals import realistic_corpus
 
 from conftest import mcuasc_command
 
-COMMANDS = ["features", "presets", "boards", "demo", "synth-data", "zoo", "train", "distill"]
+COMMANDS = ["features", "presets", "boards", "demo", "synth-data", "zoo", "train", "distill", "convert"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -152,6 +152,10 @@ def test_demo_runs_and_proves_bit_exactness(tmp_path):
     from mcuasc.checkpoint import load_checkpoint
 
     assert load_checkpoint(out / "student.pt").train_config["teacher"] == str(out / "teacher.pt")
+    from mcuasc.convert import find_manifest, load_manifest
+
+    manifest = load_manifest(find_manifest(out))
+    assert (out / manifest.files["tflite"]).exists() and "stage 2: convert" in result.stdout
 
 
 def test_demo_reuses_its_own_folder_and_refuses_a_strangers(tmp_path):

@@ -1,8 +1,14 @@
 """Inference-time forms of the zoo's models, what the converter (stage 2) exports.
 
-- Batch-norm after a convolution is folded into it (weights and bias).
-- SubSpectralNorm becomes a fixed per-(channel, frequency) affine: no reshape into sub-bands in the graph.
-- Means are already average pools in the training models (AVERAGE_POOL_2D, which CMSIS-NN accelerates).
+- Batch-norm after a convolution is folded into it (weights and bias); a batch-norm with nothing to fold into
+  becomes a 1×1 depthwise convolution (a CMSIS-NN fast path, unlike a broadcasting MUL + ADD).
+- SubSpectralNorm becomes a split into sub-bands, a 1×1 depthwise convolution per band, and a concat: no
+  broadcasting MUL/ADD by a (channel, frequency) constant, which TFLM runs with reference code and onnx2tf
+  1.29 mis-transposes.
+- Residual Normalization's means are average pools (over time) and a 1×1 convolution (over channels) rather
+  than ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel).
+- Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
+  split or transpose in the graph.
 The result computes the same function as the model in eval mode (tested to float tolerance).
 """
 
@@ -11,40 +17,101 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mcuasc.models.layers import SubSpectralNorm
+from mcuasc.models.layers import ResidualNorm, SubSpectralNorm
+from mcuasc.models.mobilenetv2 import CoordinateAttention
 
 
-class BandAffine(nn.Module):
-    """x·scale + bias with per-(channel, frequency) constants: SubSpectralNorm at inference."""
+class SubBandAffine(nn.Module):
+    """SubSpectralNorm at inference: split along frequency into the sub-bands, a 1×1 depthwise conv (the
+    band's per-channel affine) on each, concatenate. In TFLite: SPLIT, DEPTHWISE_CONV_2D per band,
+    CONCATENATION — CMSIS-NN kernels and memory copies, where a broadcasting MUL/ADD by a (channel, frequency)
+    constant would run TFLM's reference code (and is mis-transposed by onnx2tf 1.29, as is Slice along
+    frequency; Split converts correctly)."""
 
     def __init__(self, ssn: SubSpectralNorm, frequencies: int):
         super().__init__()
-        bn = ssn.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        bias = bn.bias - bn.running_mean * scale
-        channels = bn.num_features // ssn.sub_bands
-        per_band = frequencies // ssn.sub_bands
-        # BN channel c·S + s covers channel c, frequencies [s·per_band, (s+1)·per_band).
-        expand = lambda v: v.view(channels, ssn.sub_bands, 1).expand(channels, ssn.sub_bands, per_band).reshape(1, channels, frequencies, 1)
-        self.register_buffer("scale", expand(scale.detach()).clone())
-        self.register_buffer("bias", expand(bias.detach()).clone())
+        bn = _affine(ssn.bn)
+        channels, bands = bn.num_features // ssn.sub_bands, ssn.sub_bands
+        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+        shift = (bn.bias - bn.running_mean * scale).detach()
+        # BN channel c·S + s is channel c in sub-band s.
+        scale, shift = scale.view(channels, bands), shift.view(channels, bands)
+        self.band_height = frequencies // bands
+        self.band_affines = nn.ModuleList()
+        for band in range(bands):
+            affine = nn.Conv2d(channels, channels, 1, groups=channels, bias=True)
+            affine.weight = nn.Parameter(scale[:, band].reshape(channels, 1, 1, 1).clone())
+            affine.bias = nn.Parameter(shift[:, band].clone())
+            self.band_affines.append(affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale + self.bias
+        bands = torch.split(x, self.band_height, dim=2)
+        return torch.cat([affine(band) for affine, band in zip(self.band_affines, bands)], dim=2)
 
 
-def _ssn_frequencies(model: nn.Module, input_shape: tuple[int, ...]) -> dict[nn.Module, int]:
-    sizes: dict[nn.Module, int] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: sizes.__setitem__(mod, inp[0].shape[2]))
-             for m in model.modules() if isinstance(m, SubSpectralNorm)]
+class ResidualNormExport(nn.Module):
+    """ResidualNorm with its means over channels and time as an average pool over time followed by a 1×1
+    convolution of weight 1/C (omitted when C = 1), never ReduceMean (TFLite MEAN, no CMSIS-NN kernel).
+
+    The variance stays E[(x − mean)²]: the shorter E[x²] − mean² cancels catastrophically in int8 (features
+    in dB sit far from zero; measured SQNR ≈ 10 dB at the variance against ≈ 40 dB this way)."""
+
+    def __init__(self, norm: ResidualNorm, channels: int, frames: int):
+        super().__init__()
+        self.lam, self.eps, self.frames = norm.lam, norm.eps, frames
+        self.channel_mean: nn.Module = nn.Identity()
+        if channels > 1:
+            self.channel_mean = nn.Conv2d(channels, 1, 1, bias=False)
+            nn.init.constant_(self.channel_mean.weight, 1.0 / channels)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.channel_mean(F.avg_pool2d(x, (1, self.frames)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - self.mean(x)
+        variance = self.mean(centred * centred)
+        return centred * torch.rsqrt(variance + self.eps) + self.lam * x
+
+
+class CoordinateAttentionExport(nn.Module):
+    """Coordinate attention with the shared (BN-folded) squeeze conv applied to each pooled map on its own:
+    a 1×1 conv is pointwise, so this equals squeezing their concatenation, without concat/split/transpose."""
+
+    def __init__(self, attention: CoordinateAttention):
+        super().__init__()
+        self.squeeze, self.activation = attention.squeeze, attention.activation
+        self.attend_frequency, self.attend_time = attention.attend_frequency, attention.attend_time
+        self.time_average, self.frequency_average = attention.time_average, attention.frequency_average
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        along_frequency = self.activation(self.squeeze(self.time_average(x)))  # (B, mid, F, 1)
+        along_time = self.activation(self.squeeze(self.frequency_average(x)))  # (B, mid, 1, T)
+        return x * torch.sigmoid(self.attend_frequency(along_frequency)) * torch.sigmoid(self.attend_time(along_time))
+
+
+def batchnorm_as_depthwise(bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A lone batch-norm as the per-channel affine it is at inference: a 1×1 depthwise conv with bias."""
+    bn = _affine(bn)
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    conv = nn.Conv2d(bn.num_features, bn.num_features, 1, groups=bn.num_features, bias=True)
+    conv.weight = nn.Parameter(scale.view(-1, 1, 1, 1).clone())
+    conv.bias = nn.Parameter((bn.bias - bn.running_mean * scale).detach().clone())
+    return conv
+
+
+def _input_shapes(model: nn.Module, input_shape: tuple[int, ...], kinds: tuple[type, ...]) -> dict[nn.Module, torch.Size]:
+    shapes: dict[nn.Module, torch.Size] = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: shapes.__setitem__(mod, inp[0].shape))
+             for m in model.modules() if isinstance(m, kinds)]
     with torch.no_grad():
         model(torch.zeros(1, *input_shape))
     for h in hooks:
         h.remove()
-    return sizes
+    return shapes
 
 
 def _fuse_sequential_pairs(module: nn.Module) -> None:
@@ -90,13 +157,16 @@ def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 
 
 def export_form(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-    """An equivalent module for export: eval mode, BN folded, SubSpectralNorm as a per-band affine."""
+    """An equivalent module for export (see the module docstring for each rewrite)."""
     model = copy.deepcopy(model).eval()
-    frequencies = _ssn_frequencies(model, input_shape)
+    shapes = _input_shapes(model, input_shape, (SubSpectralNorm, ResidualNorm))
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, SubSpectralNorm):
-                setattr(module, name, BandAffine(child, frequencies[child]))
+                setattr(module, name, SubBandAffine(child, shapes[child][2]))
+            elif isinstance(child, ResidualNorm):
+                _, channels, _, frames = shapes[child]
+                setattr(module, name, ResidualNormExport(child, channels, frames))
         # A batch-norm feeding a 1×1 conv first, then the batch-norms after convs (order matters when a conv
         # has both, as the MobileNetV2 classifier does).
         for bn_name, conv_name in _NAMED_FORWARD_PAIRS:
@@ -110,4 +180,10 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, _affine(bn)))
                 setattr(module, bn_name, nn.Identity())
     _fuse_sequential_pairs(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, CoordinateAttention):
+                setattr(module, name, CoordinateAttentionExport(child))
+            elif isinstance(child, nn.BatchNorm2d):
+                setattr(module, name, batchnorm_as_depthwise(child))
     return model

@@ -52,7 +52,8 @@ class AxisAverage(nn.Module):
         self.axis = axis
 
     def kernel(self, x: torch.Tensor) -> tuple[int, int]:
-        f, t = x.shape[2:]
+        # Plain ints: the ONNX trace must see a constant kernel, never a Shape/Gather computation.
+        f, t = (int(v) for v in x.shape[2:])
         return {"frequency": (f, 1), "time": (1, t), "global": (f, t)}[self.axis]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,55 @@
+"""convert on this machine: wall time, op count, flatbuffer size and TFLM arena for every zoo model.
+
+    .venv/bin/python benchmarks/convert.py [--models bcresnet-student mobilenetv2-ca ...] [--clips-per-class 10]
+
+Each model is trained for one epoch on a synthetic scene set (seed 0) so its batch-norm statistics are real,
+then converted with `mcuasc.convert.convert` (calibration on the set's train split, fidelity on its evaluate
+split). Wall time is the whole command: ONNX export, onnx2tf, TFLite conversion, TFLM arena search, fidelity
+and per-layer SQNR. Fidelity of a one-epoch model says little; the figures that matter here are the graph's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from _common import machine, markdown_table
+from mcuasc.convert import convert
+from mcuasc.data.synth import synthesize_dataset
+from mcuasc.models import ARCHITECTURES
+from mcuasc.train import recipe_for, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES))
+    parser.add_argument("--clips-per-class", type=int, default=6)
+    args = parser.parse_args()
+    print("# convert\n")
+    print(machine(), "\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
+        for name in args.models:
+            checkpoint = work / f"{name}.pt"
+            config = dataclasses.replace(recipe_for(name), epochs=1, batch_size=8)
+            train(work / "scenes", config, checkpoint)
+            start = time.perf_counter()
+            result = convert(checkpoint, work / name, data=work / "scenes")
+            seconds = time.perf_counter() - start
+            m = result.manifest
+            layout = sum(m.ops.count(op) for op in ("TRANSPOSE", "GATHER", "RESHAPE"))
+            rows.append([name, f"{m.parameters:,}", f"{m.macs / 1e6:.2f}", f"{seconds:.0f}", len(m.ops), layout,
+                         f"{m.flatbuffer_bytes:,}", f"{m.tflm_arena_bytes:,}",
+                         f"{100 * m.fidelity['agreement']:.0f} %", f"{min(r['sqnr_db'] for r in m.layer_sqnr):.1f}"])
+    print(markdown_table(["model", "params", "MMAC", "convert s", "ops", "TRANSPOSE/GATHER/RESHAPE",
+                          "flatbuffer B", "TFLM arena B", "agreement", "lowest layer SQNR dB"], rows))
+    print("\nTFLM arena: smallest size in which the TFLM runtime (host build) allocates the model.")
+
+
+if __name__ == "__main__":
+    main()

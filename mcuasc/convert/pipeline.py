@@ -1,0 +1,279 @@
+"""convert, stage 2 of the pipeline: checkpoint → ONNX → onnx2tf → int8 TFLite + manifest.
+
+Every figure in the manifest is measured here, once: the int8 input quantization (which the front end then
+uses), the TFLM arena, float-vs-int8 fidelity and per-layer SQNR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mcuasc import __version__
+from mcuasc.checkpoint import load_checkpoint
+from mcuasc.convert import analysis
+from mcuasc.convert.manifest import Manifest, TensorQuantization, manifest_path
+from mcuasc.convert.onnx_export import OPSET, export_onnx
+from mcuasc.data.cache import load_pcm
+from mcuasc.data.tau import Clip, TauDataset
+from mcuasc.errors import InputError, ToolError
+from mcuasc.frontend import FloatFrontend, FrontendConfig, IntegerFrontend
+from mcuasc.models import ARCHITECTURES
+from mcuasc.models.zoo import MAX_MACS, MAX_PARAMS, zoo_report
+
+Progress = Callable[[str], None]
+LOG_HEADER = "# mcuasc convert log"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    calibration_clips: int = 200  # at most; spread evenly over the calibration source
+    validation_clips: int = 300  # at most, for the fidelity figures
+    sqnr_clips: int = 4
+    # The float32 TFLite from onnx2tf must compute what torch computes before anything is quantized.
+    float_tolerance: float = 1e-3  # max |Δ logit| relative to the largest |logit|
+    fallback_clips_per_class: int = 10
+    fallback_seed: int = 2022
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    manifest: Manifest
+    manifest_path: Path
+    out_dir: Path
+    log_path: Path
+    seconds: float
+    notes: tuple[str, ...]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _evenly(items: list, n: int) -> list:
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i * len(items) / n)] for i in range(n)]
+
+
+def _wav_clips(folder: Path) -> list[Clip]:
+    if not folder.is_dir():
+        raise InputError(f"calibration folder {folder} does not exist; pass a folder of WAV clips.")
+    wavs = sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".wav" and p.is_file())
+    if not wavs:
+        raise InputError(f"calibration folder {folder} holds no .wav files; pass a folder of WAV clips or --data DIR.")
+    return [Clip(p, p.name, "", -1, "", "", "") for p in wavs]
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"mcuasc": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "onnx", "onnx2tf", "tensorflow", "ai-edge-litert", "tflite-micro", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _claim_outputs(out_dir: Path, targets: dict[str, Path], force: bool) -> None:
+    """Refuse to replace files this command did not write (a manifest naming them is the proof)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {out_dir} ({exc.strerror}); pass a writable --out.") from None
+    if not os.access(out_dir, os.W_OK):
+        raise InputError(f"output folder {out_dir} is not writable; pass a writable --out.")
+    def ours(role: str, path: Path) -> bool:
+        if role == "log":  # a failed run leaves its log and nothing else
+            with path.open("rb") as f:
+                return f.read(len(LOG_HEADER)) == LOG_HEADER.encode()
+        return targets["manifest"].exists()
+
+    existing = [p for role, p in targets.items() if p.exists() and not ours(role, p)]
+    if existing and not force:
+        raise InputError(f"{existing[0]} exists and was not written by mcuasc convert; move it, pass another --out, or --force.")
+
+
+def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, log_path: Path, verbose: bool,
+                   shown_log: Path) -> None:
+    calibration_path = work / "calibration.npy"
+    np.save(calibration_path, calibration.astype(np.float32))
+    command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path)]
+    env = dict(os.environ, PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"{LOG_HEADER} {onnx_path.name}: onnx2tf and the TFLite converter\n")
+        log.flush()
+        process = subprocess.run(command, stdout=None if verbose else log, stderr=subprocess.STDOUT if not verbose else None,
+                                 env=env, text=True)
+    if process.returncode != 0:
+        stage = (work / "stage.txt").read_text() if (work / "stage.txt").exists() else "start"
+        raise ToolError(f"conversion failed in the {stage} stage (exit {process.returncode}); "
+                        f"see {shown_log if not verbose else 'the output above'}.")
+
+
+def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str | Path | None = None,
+            calib: str | Path | None = None, force: bool = False, verbose: bool = False,
+            options: ConvertOptions = ConvertOptions(), progress: Progress | None = None) -> ConversionResult:
+    """Convert a checkpoint written by `mcuasc train` and write <name>.onnx, <name>_int8.tflite,
+    <name>.manifest.json and <name>.convert.log (onnx2tf's and TensorFlow's output) into out_dir."""
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    notes: list[str] = []
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.arch not in ARCHITECTURES:
+        raise InputError(f"checkpoint architecture {checkpoint.arch!r} is unknown; it must be one of {', '.join(ARCHITECTURES)}.")
+    if data is not None and calib is not None:
+        raise InputError("pass either --data (a TAU-layout folder) or --calib (a folder of WAVs), not both.")
+    calib_clips = _wav_clips(Path(calib)) if calib is not None else None
+    dataset = TauDataset.open(data) if data is not None else None
+    model = checkpoint.build_model()
+    arch = ARCHITECTURES[checkpoint.arch]
+    name = checkpoint_path.stem
+    out_dir = Path(out_dir)
+    targets = {"onnx": out_dir / f"{name}.onnx", "tflite": out_dir / f"{name}_int8.tflite",
+               "manifest": manifest_path(out_dir, name), "log": out_dir / f"{name}.convert.log"}
+    _claim_outputs(out_dir, targets, force)
+    frontend_cfg = checkpoint.frontend
+
+    with tempfile.TemporaryDirectory(prefix="mcuasc-convert-") as tmp:
+        work = Path(tmp)
+        # Calibration and validation clips.
+        if dataset is not None:
+            calibration_clips, validation_clips = dataset.split("train"), dataset.split("evaluate")
+            source = f"TAU-layout set {data}: train split for calibration, evaluate split for fidelity"
+        else:
+            from mcuasc.data.synth import synthesize_dataset
+
+            say("synthesizing the fallback scene set")
+            synthesize_dataset(work / "scenes", options.fallback_clips_per_class, seed=options.fallback_seed)
+            synthetic = TauDataset.open(work / "scenes")
+            validation_clips = synthetic.split("evaluate")
+            if calib_clips is not None:
+                calibration_clips = calib_clips
+                source = f"WAVs in {calib} for calibration, the synthetic scene set for fidelity"
+            else:
+                calibration_clips = synthetic.split("train")
+                source = "synthetic scene set (no --data or --calib given)"
+                notes.append("no --data or --calib: calibrated and validated on mcuasc's synthetic scene set; "
+                             "pass --data DIR (TAU layout) so the int8 ranges fit your recordings")
+        calibration_clips = _evenly(calibration_clips, options.calibration_clips)
+        validation_clips = _evenly(validation_clips, options.validation_clips)
+
+        say(f"front end on {len(calibration_clips)} calibration and {len(validation_clips)} validation clips")
+        calibration_pcm = load_pcm(calibration_clips, frontend_cfg)
+        validation_pcm = load_pcm(validation_clips, frontend_cfg)
+        float_frontend = FloatFrontend(frontend_cfg)
+        calibration_features = float_frontend(calibration_pcm)  # NHWC float32 dB, what the model was trained on
+        validation_float = float_frontend(validation_pcm)
+
+        say("exporting ONNX")
+        onnx_tmp = work / targets["onnx"].name
+        export_onnx(model, arch.input_shape, onnx_tmp)
+
+        say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")
+        log_tmp = work / "convert.log"
+        try:
+            _run_tf_worker(onnx_tmp, work, calibration_features, log_tmp, verbose, targets["log"])
+        except ToolError:
+            shutil.copyfile(log_tmp, targets["log"]) if log_tmp.exists() else None
+            raise
+        float_flatbuffer = (work / "model_float32.tflite").read_bytes()
+        int8_flatbuffer = (work / "model_int8.tflite").read_bytes()
+
+        say("checking the converted graph")
+        float_interpreter = analysis.float_interpreter(float_flatbuffer)
+        with torch.no_grad():
+            probe = calibration_features[: min(4, len(calibration_features))]
+            torch_logits = model(torch.from_numpy(probe.transpose(0, 3, 1, 2).copy())).numpy()
+        tflite_logits = np.stack([analysis.invoke(float_interpreter, x) for x in probe])
+        error = float(np.abs(torch_logits - tflite_logits).max() / max(np.abs(torch_logits).max(), 1e-6))
+        if not error <= options.float_tolerance:
+            raise ToolError(f"onnx2tf's float graph differs from the torch model (relative error {error:.2e} > "
+                            f"{options.float_tolerance:g}); the converter mis-translated an op, see {targets['log']}.")
+
+        interpreter = analysis.reference_interpreter(int8_flatbuffer)
+        input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        if input_detail["dtype"] != np.int8 or output_detail["dtype"] != np.int8:
+            raise ToolError("the converter did not produce int8 input and output tensors; see " + str(targets["log"]))
+        in_scale, in_zero = analysis.tensor_quantization(input_detail)
+        out_scale, out_zero = analysis.tensor_quantization(output_detail)
+        ops = analysis.op_names(int8_flatbuffer)
+
+        say("measuring the TFLM arena")
+        try:
+            arena = analysis.measure_tflm_arena(int8_flatbuffer)
+        except analysis.TflmError as exc:
+            missing = analysis.unsupported_ops(str(exc))
+            what = f"ops TFLM lacks: {', '.join(missing)}" if missing else str(exc)
+            raise ToolError(f"the TFLM runtime cannot run {name}_int8.tflite ({what}); change the model's layers.") from None
+
+        # The front end's int8 output is the model's input tensor: decided here, once.
+        deployed_cfg = dataclasses.replace(frontend_cfg, output_scale=in_scale, output_zero_point=in_zero,
+                                           quantization_source="model")
+        say("fidelity: float torch vs int8 (reference kernels) on the integer front end")
+        integer_frontend = IntegerFrontend(deployed_cfg)
+        validation_int8 = integer_frontend(validation_pcm)
+        calibration_int8 = integer_frontend(calibration_pcm)
+        int8_logits = np.stack([analysis.invoke(interpreter, x) for x in validation_int8])
+        with torch.no_grad():
+            float_logits = model(torch.from_numpy(validation_float.transpose(0, 3, 1, 2).copy())).numpy()
+        labels = np.array([c.label_index for c in validation_clips])
+        fid = analysis.fidelity(float_logits, int8_logits, out_scale, out_zero, labels)
+        say("per-layer SQNR")
+        sqnr = analysis.layer_sqnr(float_flatbuffer, int8_flatbuffer, validation_float[: options.sqnr_clips])
+
+        def saturated(x: np.ndarray) -> float:
+            return float(np.mean((x == -128) | (x == 127)))
+
+        # Write: everything under temporary names beside the targets first, then rename, so a failure
+        # leaves no half-written set.
+        staged = {role: out_dir / f".{path.name}.partial" for role, path in targets.items()}
+        shutil.copyfile(onnx_tmp, staged["onnx"])
+        staged["tflite"].write_bytes(int8_flatbuffer)
+        report = zoo_report([checkpoint.arch])[0]
+        macs = int(report["macs"])
+        parameters = int(sum(p.numel() for p in model.parameters()))
+        manifest = Manifest(
+            name=name, arch=checkpoint.arch, labels=tuple(checkpoint.labels), frontend=deployed_cfg,
+            input=TensorQuantization(in_scale, in_zero, tuple(int(v) for v in input_detail["shape"])),
+            output=TensorQuantization(out_scale, out_zero, tuple(int(v) for v in output_detail["shape"])),
+            files={role: targets[role].name for role in ("onnx", "tflite", "log")},
+            ops=tuple(ops), parameters=parameters, macs=macs, flatbuffer_bytes=len(int8_flatbuffer),
+            tflm_arena_bytes=arena,
+            dcase_limits={"params_counted": report["dcase_limits"]["params_counted"], "max_params": MAX_PARAMS,
+                          "macs": macs, "max_macs": MAX_MACS, "within": bool(report["dcase_limits"]["within"])},
+            calibration={"source": source, "clips": len(calibration_clips), "input_range_db":
+                         [float(calibration_features.min()), float(calibration_features.max())],
+                         "saturated_fraction_calibration": saturated(calibration_int8),
+                         "saturated_fraction_validation": saturated(validation_int8)},
+            fidelity={**dataclasses.asdict(fid), "accuracy_drop_points": fid.accuracy_drop_points,
+                      "validation": "evaluate split" if data is not None else "synthetic scene set, evaluate split",
+                      "float_features": "float64 reference front end", "int8_features": "integer front end (numpy)",
+                      "int8_engine": "TFLite reference kernels (BUILTIN_REF)"},
+            layer_sqnr=tuple(sqnr),
+            graph={"onnx_opset": OPSET, "op_count": len(ops), "float_check_relative_error": error,
+                   "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
+                   "activations": "int8 per-tensor"},
+            tools=_tool_versions(),
+            hashes={"checkpoint": _sha256(checkpoint_path), "onnx": _sha256(onnx_tmp),
+                    "tflite": hashlib.sha256(int8_flatbuffer).hexdigest()},
+        )
+        staged["manifest"].write_text(manifest.to_json(), encoding="utf-8")
+        shutil.copyfile(log_tmp, staged["log"])
+        for role in ("log", "onnx", "tflite", "manifest"):  # the manifest last: it vouches for the others
+            os.replace(staged[role], targets[role])
+    return ConversionResult(manifest, targets["manifest"], out_dir, targets["log"], time.perf_counter() - started, tuple(notes))

@@ -1,0 +1,181 @@
+"""convert: the real chain (torch → ONNX → onnx2tf → TFLite converter), loaded in the real TFLM runtime."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conftest import mcuasc_command
+from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mcuasc.convert import analysis, convert, find_manifest, load_manifest
+from mcuasc.data.cache import load_pcm
+from mcuasc.data.tau import TauDataset
+from mcuasc.frontend import IntegerFrontend, preset
+from mcuasc.models import ARCHITECTURES, build_model
+from mcuasc.train import recipe_for, train
+
+LAYOUT_OPS = {"TRANSPOSE", "GATHER", "GATHER_ND"}
+
+
+def _trained(scenes, arch: str, out, epochs: int = 2):
+    config = dataclasses.replace(recipe_for(arch), epochs=epochs)
+    train(scenes, config, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scenes(synthetic_scenes):
+    return synthetic_scenes(6, 11)
+
+
+@pytest.fixture(scope="module")
+def student(scenes, tmp_path_factory):
+    return _trained(scenes, "bcresnet-student", tmp_path_factory.mktemp("ckpt") / "student.pt")
+
+
+@pytest.fixture(scope="module")
+def converted(student, scenes, tmp_path_factory):
+    return convert(student, tmp_path_factory.mktemp("converted"), data=scenes)
+
+
+def _untrained_checkpoint(path, arch="bcresnet-student"):
+    model = build_model(arch)
+    cfg = preset(ARCHITECTURES[arch].frontend_preset)
+    save_checkpoint(Checkpoint(arch, model.state_dict(), cfg, [f"c{i}" for i in range(10)]), path)
+    return path
+
+
+@pytest.mark.slow
+def test_student_files_and_manifest_describe_the_model(converted, student, scenes):
+    m, out = converted.manifest, converted.out_dir
+    for role in ("onnx", "tflite", "log"):
+        assert (out / m.files[role]).stat().st_size > 0
+    assert load_manifest(converted.manifest_path) == m
+    assert find_manifest(out) == converted.manifest_path
+    checkpoint = load_checkpoint(student)
+    flatbuffer = (out / m.files["tflite"]).read_bytes()
+    interpreter = analysis.reference_interpreter(flatbuffer)
+    input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert input_detail["dtype"] == np.int8 and output_detail["dtype"] == np.int8
+    assert tuple(input_detail["shape"]) == m.input.shape == (1, 256, 44, 1)
+    assert tuple(output_detail["shape"]) == m.output.shape == (1, 10)
+    # The front end's output quantization is the model's input quantization, taken from the flatbuffer.
+    assert (m.frontend.output_scale, m.frontend.output_zero_point) == analysis.tensor_quantization(input_detail)
+    assert m.frontend.quantization_source == "model"
+    assert dataclasses.replace(m.frontend, output_scale=checkpoint.frontend.output_scale,
+                               output_zero_point=checkpoint.frontend.output_zero_point,
+                               quantization_source=checkpoint.frontend.quantization_source) == checkpoint.frontend
+    assert list(m.labels) == checkpoint.labels
+    assert list(m.ops) == analysis.op_names(flatbuffer)
+    assert m.flatbuffer_bytes == len(flatbuffer)
+    assert m.parameters == sum(p.numel() for p in checkpoint.build_model().parameters())
+    assert m.hashes["tflite"] == hashlib.sha256(flatbuffer).hexdigest()
+    assert m.hashes["checkpoint"] == hashlib.sha256(student.read_bytes()).hexdigest()
+    assert m.hashes["onnx"] == hashlib.sha256((out / m.files["onnx"]).read_bytes()).hexdigest()
+    assert m.dcase_limits["within"] and m.macs == pytest.approx(19.2e6, rel=0.02)
+    for key in ("agreement", "float_accuracy", "int8_accuracy"):
+        assert 0.0 <= m.fidelity[key] <= 1.0
+    assert m.fidelity["clips"] == len(TauDataset.open(scenes).split("evaluate"))
+    assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
+    assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
+    assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01
+
+
+@pytest.mark.slow
+def test_student_graph_has_no_layout_ops(converted):
+    m, out = converted.manifest, converted.out_dir
+    assert not LAYOUT_OPS & set(m.ops), m.op_counts
+    assert m.ops.count("RESHAPE") <= 1 and (m.ops[-1] == "RESHAPE" or "RESHAPE" not in m.ops)  # (1,1,1,10) → (1,10)
+    assert "MEAN" not in m.ops  # averages are AVERAGE_POOL_2D, which CMSIS-NN accelerates
+    graph = onnx.load(out / m.files["onnx"])
+    onnx.checker.check_model(graph)
+    assert graph.opset_import[0].version == m.graph["onnx_opset"] == 17
+    assert not {"Transpose", "Reshape", "Gather", "BatchNormalization", "Constant"} & {n.op_type for n in graph.graph.node}
+
+
+@pytest.mark.slow
+def test_tflm_runs_the_model_in_the_measured_arena_bit_exact_with_the_reference(converted, scenes):
+    m, out = converted.manifest, converted.out_dir
+    flatbuffer = (out / m.files["tflite"]).read_bytes()
+    with pytest.raises(analysis.TflmError):
+        analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes - 16)
+    tflm = analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes)
+    reference = analysis.reference_interpreter(flatbuffer)
+    clips = TauDataset.open(scenes).split("evaluate")[:3]
+    features = IntegerFrontend(m.frontend)(load_pcm(clips, m.frontend))
+    for x in features:
+        assert np.array_equal(analysis.tflm_invoke(tflm, x), analysis.invoke(reference, x))
+
+
+@pytest.mark.slow
+def test_conversion_is_deterministic(converted, student, scenes, tmp_path):
+    again = convert(student, tmp_path, data=scenes)
+    first = (converted.out_dir / converted.manifest.files["tflite"]).read_bytes()
+    assert (tmp_path / again.manifest.files["tflite"]).read_bytes() == first
+    assert again.manifest.hashes == converted.manifest.hashes
+
+
+@pytest.mark.slow
+def test_mobilenetv2_converts_and_runs_in_tflm(scenes, tmp_path):
+    checkpoint = _trained(scenes, "mobilenetv2-ca", tmp_path / "mnv2.pt", epochs=1)
+    result = convert(checkpoint, tmp_path / "out", data=scenes)
+    m = result.manifest
+    assert m.input.shape == (1, 128, 36, 3) and m.frontend.deltas
+    assert not LAYOUT_OPS & set(m.ops) and "MEAN" not in m.ops
+    assert m.parameters == sum(p.numel() for p in load_checkpoint(checkpoint).build_model().parameters())
+    flatbuffer = (result.out_dir / m.files["tflite"]).read_bytes()
+    analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes)
+
+
+@pytest.mark.slow
+def test_cli_convert_with_no_flags_announces_the_fallback_and_writes_here(tmp_path):
+    _untrained_checkpoint(tmp_path / "student.pt")
+    result = subprocess.run([*mcuasc_command(), "convert", "student.pt"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "synthetic scene set" in " ".join(result.stderr.split())
+    assert {"student.onnx", "student_int8.tflite", "student.manifest.json", "student.convert.log"} <= {p.name for p in tmp_path.iterdir()}
+    assert "TFLM arena" in result.stdout
+    assert not list(tmp_path.glob(".*.partial"))
+
+
+def _run(*args, cwd):
+    return subprocess.run([*mcuasc_command(), *args], capture_output=True, text=True, cwd=cwd)
+
+
+def _assert_clear_error(result, fragment):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert fragment in " ".join(result.stderr.split()), result.stderr
+
+
+def test_bad_inputs_get_clear_errors_and_nothing_is_overwritten(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    _assert_clear_error(_run("convert", "junk.pt", cwd=tmp_path), "not a readable torch checkpoint")
+    _assert_clear_error(_run("convert", "missing.pt", cwd=tmp_path), "does not exist")
+    _untrained_checkpoint(tmp_path / "student.pt")
+    (tmp_path / "empty").mkdir()
+    _assert_clear_error(_run("convert", "student.pt", "--calib", "empty", cwd=tmp_path), "holds no .wav files")
+    _assert_clear_error(_run("convert", "student.pt", "--calib", "nowhere", cwd=tmp_path), "does not exist")
+    _assert_clear_error(_run("convert", "student.pt", "--calib", "empty", "--data", "empty", cwd=tmp_path), "not both")
+    _assert_clear_error(_run("convert", "student.pt", "--data", "empty", cwd=tmp_path), "meta.csv")
+    (tmp_path / "student.onnx").write_text("mine")
+    _assert_clear_error(_run("convert", "student.pt", cwd=tmp_path), "was not written by mcuasc convert")
+    assert (tmp_path / "student.onnx").read_text() == "mine"
+    (tmp_path / "afile").write_text("x")
+    _assert_clear_error(_run("convert", "student.pt", "--out", "afile", cwd=tmp_path), "pass a writable --out")
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    path = _untrained_checkpoint(tmp_path / "student.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["arch"] = "resnet-9000"
+    torch.save(payload, path)
+    result = _run("convert", "student.pt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "resnet-9000" in result.stderr
