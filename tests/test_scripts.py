@@ -15,6 +15,7 @@ from conftest import REPO, require_tool
         ("frontend_precision.py", ["--clips", "3"]),
         ("frontend_speed.py", ["--clips", "4", "--repeats", "1", "--presets", "mobilenetv2"]),
         ("frontend_size.py", []),
+        pytest.param("convert.py", ["--models", "dcase-baseline", "--clips-per-class", "2"], marks=pytest.mark.slow),
     ],
 )
 def test_benchmark_script_runs(script, args):
