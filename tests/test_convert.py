@@ -68,9 +68,12 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     # The front end's output quantization is the model's input quantization, taken from the flatbuffer.
     assert (m.frontend.output_scale, m.frontend.output_zero_point) == analysis.tensor_quantization(input_detail)
     assert m.frontend.quantization_source == "model"
+    # ... and the model's input Residual Normalization moved into the front end; nothing else changed.
+    assert m.frontend.residual_norm and m.graph["input_norm"].startswith("in the integer front end")
     assert dataclasses.replace(m.frontend, output_scale=checkpoint.frontend.output_scale,
                                output_zero_point=checkpoint.frontend.output_zero_point,
-                               quantization_source=checkpoint.frontend.quantization_source) == checkpoint.frontend
+                               quantization_source=checkpoint.frontend.quantization_source, residual_norm=False,
+                               residual_norm_eps_db2=checkpoint.frontend.residual_norm_eps_db2) == checkpoint.frontend
     assert list(m.labels) == checkpoint.labels
     assert list(m.ops) == analysis.op_names(flatbuffer)
     assert m.flatbuffer_bytes == len(flatbuffer)

@@ -27,6 +27,10 @@ CONFIGS = {
         preset("mobilenetv2"), name="v2", clip_seconds=2.0, delta_width=9, power=1, n_mels=48, log_floor_db=-120.0,
     ),
     "model-quantization": preset("mobilenetv2").with_quantization(0.0421, -77, "test"),
+    "residual-norm": dataclasses.replace(preset("bcresnet"), name="v3", residual_norm=True).with_quantization(0.0236, -3, "test"),
+    "residual-norm-magnitude-tight-floor": dataclasses.replace(
+        preset("dcase-baseline"), name="v4", residual_norm=True, residual_norm_lambda=0.5, residual_norm_eps_db2=0.001,
+    ).with_quantization(0.05, 10, "test"),
 }
 
 

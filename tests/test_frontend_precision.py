@@ -56,3 +56,20 @@ def test_float_reference_matches_librosa():
         ours = FloatFrontend(cfg).log_mel_db(pcm)
         within = db >= db.max(axis=(1, 2), keepdims=True) - 60
         assert np.abs(ours - db)[within].max() < 1e-3
+
+
+@pytest.mark.parametrize("eps_db2", [1.0, 0.01])
+def test_residual_norm_in_integers_matches_the_float_normalisation(eps_db2):
+    """The model's input Residual Normalization, moved into the front end by convert: within one int8 step."""
+    import dataclasses
+
+    from mcuasc.frontend import preset
+
+    cfg = dataclasses.replace(preset("bcresnet"), residual_norm=True, residual_norm_eps_db2=eps_db2).with_quantization(0.03, 0, "test")
+    pcm = np.stack(list(realistic_corpus(cfg.clip_samples, cfg.sample_rate, seed=5, count=8).values()))
+    features = IntegerFrontend(cfg)(pcm).astype(np.int64)
+    reference = FloatFrontend(cfg)(pcm)
+    expected = np.clip(np.round(reference / cfg.output_scale) + cfg.output_zero_point, -128, 127)
+    difference = np.abs(features - expected)
+    assert difference.max() <= 1 and difference.mean() < 0.02
+    assert features.min() < -100 and features.max() > 60  # the normalised range is really exercised

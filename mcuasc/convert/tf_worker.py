@@ -24,6 +24,38 @@ def _stage(workdir: Path, name: str) -> None:
     print(f"=== mcuasc stage: {name}", flush=True)
 
 
+def _keep_broadcastable_constants(onnx2tf_module) -> None:
+    """Work around onnx2tf 1.29 transposing a constant that already broadcasts against its NHWC partner.
+
+    For x·c with x (1, C, F, T) and c (1, C, F, 1) in ONNX, onnx2tf first lays c out as (1, F, 1, C), which is
+    right, then its shape_unmatched_special_avoidance_workaround permutes it again to (1, 1, C, F) and the
+    conversion fails (SubSpectralNorm's per-band affine hits this). When one operand is a constant and the two
+    already broadcast, there is nothing to avoid: return them unchanged. Anything this lets through wrongly is
+    caught by the float check against torch that follows conversion.
+    """
+    import pkgutil
+    import importlib
+
+    import numpy as np
+
+    from onnx2tf.utils import common_functions
+
+    original = common_functions.shape_unmatched_special_avoidance_workaround
+
+    def workaround(**kwargs):
+        a, b = kwargs["input_tensor_1"], kwargs["input_tensor_2"]
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            sa, sb = list(a.shape), list(b.shape)
+            if len(sa) == len(sb) and all(x is None or y is None or x == y or 1 in (x, y) for x, y in zip(sa, sb)):
+                return a, b
+        return original(**kwargs)
+
+    for info in pkgutil.iter_modules(onnx2tf_module.ops.__path__):
+        module = importlib.import_module(f"onnx2tf.ops.{info.name}")
+        if getattr(module, "shape_unmatched_special_avoidance_workaround", None) is original:
+            module.shape_unmatched_special_avoidance_workaround = workaround
+
+
 def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -32,7 +64,10 @@ def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
 
     _stage(work, "onnx2tf")
     import onnx2tf
+    import onnx2tf.ops
     import tensorflow as tf
+
+    _keep_broadcastable_constants(onnx2tf)
 
     tf.random.set_seed(0)
     # onnx2tf runs the `onnxsim` command by name: it lives beside this interpreter.

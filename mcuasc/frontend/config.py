@@ -49,6 +49,11 @@ class FrontendConfig:
     power: int = 2  # 2: power spectrum, 1: magnitude; features are 10·log10 of power = 20·log10 of magnitude
     log_floor_db: float = -100.0
     deltas: bool = False
+    # Residual Normalization of the log-mel per clip (BC-ResNet's input norm, moved out of the int8 model by
+    # convert): λ·x + (x − mean)/sqrt(var + eps) per band, statistics over the clip's frames, in dB.
+    residual_norm: bool = False
+    residual_norm_lambda: float = 0.1
+    residual_norm_eps_db2: float = 1.0
     delta_width: int = 5
     output_scale: float = 170.0 / 255.0
     output_zero_point: int = 22
@@ -86,6 +91,12 @@ class FrontendConfig:
             problems.append(f"output_scale must be a positive number, got {self.output_scale!r}")
         if not -128 <= self.output_zero_point <= 127:
             problems.append(f"output_zero_point must be within int8 range, got {self.output_zero_point}")
+        if self.residual_norm and self.deltas:
+            problems.append("residual_norm applies to the log-mel alone; it cannot be combined with deltas")
+        if not 0.0 <= self.residual_norm_lambda <= 10.0:
+            problems.append(f"residual_norm_lambda must be between 0 and 10, got {self.residual_norm_lambda}")
+        if not 1e-3 <= self.residual_norm_eps_db2 <= 1e4:
+            problems.append(f"residual_norm_eps_db2 must be between 0.001 and 10000 dB², got {self.residual_norm_eps_db2}")
         if self.clip_seconds <= 0 or self.clip_seconds > 60:
             problems.append(f"clip_seconds must be in (0, 60], got {self.clip_seconds}")
         elif not problems and self.n_frames < 1:

@@ -200,9 +200,28 @@ class IntegerFrontend:
         return re, im
 
     # -- steps 8–9 -------------------------------------------------------------------------------------
+    def residual_norm_q16(self, log: np.ndarray) -> np.ndarray:
+        """λ·x + (x − mean)/σ per band over the clip's frames, in Q16 of the output's units (dB-like).
+
+        Q16 log2 in, all integer: mean = ⌊(Σx + T/2)/T⌋; var = ⌊(Σd² + T/2)/T⌋ in Q32 with d = x − mean;
+        σ = ⌊√(var + eps)⌋ in Q16; 1/σ as ⌊2^32/σ⌋; the two terms each rounded from Q32 to Q16.
+        """
+        t = self.tables
+        frames = log.shape[1]
+        total = log.sum(axis=1, keepdims=True)
+        mean = (total + (frames >> 1)) // frames
+        centred = log - mean
+        variance = ((centred * centred).sum(axis=1, keepdims=True) + (frames >> 1)) // frames
+        inverse_sigma = (1 << 32) // isqrt(variance + t.norm_eps_q32)
+        half = 1 << 15
+        return ((centred * inverse_sigma + half) >> 16) + ((log * t.norm_lambda_q16 + half) >> 16)
+
     def channels_q16(self, log: np.ndarray) -> list[np.ndarray]:
-        """Log-mel, and with deltas Δ and ΔΔ regression sums, each (clips, n_frames, n_mels) int64."""
+        """Log-mel (residual-normalised when configured), and with deltas Δ and ΔΔ regression sums, each
+        (clips, n_frames, n_mels) int64."""
         cfg = self.cfg
+        if cfg.residual_norm:
+            return [self.residual_norm_q16(log)]
         if not cfg.deltas:
             return [log]
         width = cfg.delta_width // 2

@@ -32,6 +32,10 @@ class FloatFrontend:
         cfg = self.cfg
         batched = np.asarray(pcm).ndim == 2
         log = self.log_mel_db(pcm)
+        if cfg.residual_norm:  # per band over the clip's frames, as the model's ResidualNorm on a 1-channel input
+            centred = log - log.mean(axis=-1, keepdims=True)
+            variance = (centred * centred).mean(axis=-1, keepdims=True)
+            log = centred / np.sqrt(variance + cfg.residual_norm_eps_db2) + cfg.residual_norm_lambda * log
         channels = [log]
         if cfg.deltas:
             width = cfg.delta_width // 2

@@ -116,6 +116,9 @@ class FrontendTables:
     db_per_log2: float
     output_mult: tuple[int, ...]  # one per channel
     output_shift: tuple[int, ...]
+    # Residual Normalization (cfg.residual_norm): variance floor in Q32 log2² units, λ·dB-per-log2 in Q16.
+    norm_eps_q32: int = 0
+    norm_lambda_q16: int = 0
 
     @property
     def fft_bits(self) -> int:
@@ -179,6 +182,12 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
     half_width = cfg.delta_width // 2
     delta_denominator = 2 * sum(k * k for k in range(1, half_width + 1))  # HTK regression: Σ 2k²
     factors = [step] if not cfg.deltas else [step, step / delta_denominator, step / delta_denominator**2]
+    norm_eps_q32 = norm_lambda_q16 = 0
+    if cfg.residual_norm:
+        # The normalised log-mel is accumulated in Q16 of its own (dB-like) units: one int8 step = scale.
+        factors = [1.0 / (Q16 * cfg.output_scale)]
+        norm_eps_q32 = max(1, round(cfg.residual_norm_eps_db2 / db_per_log2**2 * 2.0**32))
+        norm_lambda_q16 = round(cfg.residual_norm_lambda * db_per_log2 * Q16)
     mults, shifts = zip(*(quantize_multiplier(f) for f in factors))
 
     return FrontendTables(
@@ -200,4 +209,6 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
         db_per_log2=db_per_log2,
         output_mult=tuple(mults),
         output_shift=tuple(shifts),
+        norm_eps_q32=norm_eps_q32,
+        norm_lambda_q16=norm_lambda_q16,
     )

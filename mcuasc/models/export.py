@@ -2,9 +2,8 @@
 
 - Batch-norm after a convolution is folded into it (weights and bias); a batch-norm with nothing to fold into
   becomes a 1×1 depthwise convolution (a CMSIS-NN fast path, unlike a broadcasting MUL + ADD).
-- SubSpectralNorm becomes a split into sub-bands, a 1×1 depthwise convolution per band, and a concat: no
-  broadcasting MUL/ADD by a (channel, frequency) constant, which TFLM runs with reference code and onnx2tf
-  1.29 mis-transposes.
+- SubSpectralNorm becomes a per-(channel, frequency) affine, one MUL and one ADD by constants (the converter
+  works around onnx2tf 1.29 mis-transposing such constants, see mcuasc.convert.tf_worker).
 - Residual Normalization's means are average pools (over time) and a 1×1 convolution (over channels) rather
   than ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel).
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
@@ -25,44 +24,53 @@ from mcuasc.models.layers import ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
 
-class SubBandAffine(nn.Module):
-    """SubSpectralNorm at inference: split along frequency into the sub-bands, a 1×1 depthwise conv (the
-    band's per-channel affine) on each, concatenate. In TFLite: SPLIT, DEPTHWISE_CONV_2D per band,
-    CONCATENATION — CMSIS-NN kernels and memory copies, where a broadcasting MUL/ADD by a (channel, frequency)
-    constant would run TFLM's reference code (and is mis-transposed by onnx2tf 1.29, as is Slice along
-    frequency; Split converts correctly)."""
+class BandAffine(nn.Module):
+    """SubSpectralNorm at inference: x·ratio + bias with per-(channel, frequency) constants, piecewise constant
+    over the sub-bands. Two broadcasting ops (MUL, ADD) and no reshape into sub-bands in the graph.
 
-    def __init__(self, ssn: SubSpectralNorm, frequencies: int):
+    int8 quantizes a MUL's constant per tensor, so the per-channel part of the scale, max over bands of
+    |γ/σ|, is folded into the preceding depthwise conv (quantized per channel) when there is one; what is
+    left, the ratio between bands, lies in [−1, 1] and survives per-tensor quantization."""
+
+    def __init__(self, ssn: SubSpectralNorm, frequencies: int, conv: nn.Conv2d | None = None):
         super().__init__()
         bn = _affine(ssn.bn)
         channels, bands = bn.num_features // ssn.sub_bands, ssn.sub_bands
         scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
         shift = (bn.bias - bn.running_mean * scale).detach()
-        # BN channel c·S + s is channel c in sub-band s.
+        # BN channel c·S + s covers channel c, frequencies [s·F/S, (s+1)·F/S).
         scale, shift = scale.view(channels, bands), shift.view(channels, bands)
-        self.band_height = frequencies // bands
-        self.band_affines = nn.ModuleList()
-        for band in range(bands):
-            affine = nn.Conv2d(channels, channels, 1, groups=channels, bias=True)
-            affine.weight = nn.Parameter(scale[:, band].reshape(channels, 1, 1, 1).clone())
-            affine.bias = nn.Parameter(shift[:, band].clone())
-            self.band_affines.append(affine)
+        if conv is not None:
+            per_channel = scale.abs().amax(dim=1).clamp_min(1e-12)
+            conv.weight.data.mul_(per_channel.view(-1, 1, 1, 1))
+            if conv.bias is not None:
+                conv.bias.data.mul_(per_channel)
+            scale = scale / per_channel.view(-1, 1)
+        expand = lambda v: v.view(channels, bands, 1).expand(channels, bands, frequencies // bands).reshape(1, channels, frequencies, 1)
+        self.register_buffer("scale", expand(scale).clone())
+        self.register_buffer("bias", expand(shift).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bands = torch.split(x, self.band_height, dim=2)
-        return torch.cat([affine(band) for affine, band in zip(self.band_affines, bands)], dim=2)
+        return x * self.scale + self.bias
 
 
 class ResidualNormExport(nn.Module):
     """ResidualNorm with its means over channels and time as an average pool over time followed by a 1×1
     convolution of weight 1/C (omitted when C = 1), never ReduceMean (TFLite MEAN, no CMSIS-NN kernel).
 
-    The variance stays E[(x − mean)²]: the shorter E[x²] − mean² cancels catastrophically in int8 (features
-    in dB sit far from zero; measured SQNR ≈ 10 dB at the variance against ≈ 40 dB this way)."""
+    Two arrangements, chosen for int8:
+    - on the network input (C = 1, features in dB far from zero) the centred form E[(x − mean)²] and
+      (x − mean)/σ + λx: E[x²] − mean² would cancel catastrophically there (SQNR ≈ 10 dB measured);
+    - inside the network (C > 1, activations near zero mean, and the largest tensors of the model) the
+      form with one full-size temporary: var = E[x²] − mean², out = x·(1/σ + λ) − mean/σ, where the
+      per-frequency factors are tiny tensors. The centred form would keep x, x − mean and its square alive
+      together, 1.5× the activation memory.
+    """
 
     def __init__(self, norm: ResidualNorm, channels: int, frames: int):
         super().__init__()
         self.lam, self.eps, self.frames = norm.lam, norm.eps, frames
+        self.centred = channels == 1
         self.channel_mean: nn.Module = nn.Identity()
         if channels > 1:
             self.channel_mean = nn.Conv2d(channels, 1, 1, bias=False)
@@ -72,9 +80,13 @@ class ResidualNormExport(nn.Module):
         return self.channel_mean(F.avg_pool2d(x, (1, self.frames)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - self.mean(x)
-        variance = self.mean(centred * centred)
-        return centred * torch.rsqrt(variance + self.eps) + self.lam * x
+        mean = self.mean(x)
+        if self.centred:
+            centred = x - mean
+            return centred * torch.rsqrt(self.mean(centred * centred) + self.eps) + self.lam * x
+        variance = F.relu(self.mean(x * x) - mean * mean)  # ≥ 0 also after int8 rounding
+        inverse_std = torch.rsqrt(variance + self.eps)
+        return x * (inverse_std + self.lam) - mean * inverse_std
 
 
 class CoordinateAttentionExport(nn.Module):
@@ -156,14 +168,29 @@ def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     return fused
 
 
-def export_form(model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-    """An equivalent module for export (see the module docstring for each rewrite)."""
+def input_residual_norm(model: nn.Module) -> ResidualNorm | None:
+    """The model's Residual Normalization on its input, if any (BC-ResNet's `input_norm`)."""
+    norm = getattr(model, "input_norm", None)
+    return norm if isinstance(norm, ResidualNorm) else None
+
+
+def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input_norm: bool = False) -> nn.Module:
+    """An equivalent module for export (see the module docstring for each rewrite).
+
+    without_input_norm: drop the input Residual Normalization, which the integer front end then computes
+    (FrontendConfig.residual_norm): per-band statistics in int8 lose most of their precision."""
     model = copy.deepcopy(model).eval()
+    if without_input_norm and input_residual_norm(model) is not None:
+        model.input_norm = nn.Identity()
     shapes = _input_shapes(model, input_shape, (SubSpectralNorm, ResidualNorm))
     for module in list(model.modules()):
+        # BC-ResNet's frequency depthwise conv feeds its SubSpectralNorm directly.
+        conv, ssn = getattr(module, "frequency_conv", None), getattr(module, "ssn", None)
+        if isinstance(conv, nn.Conv2d) and conv.groups == conv.out_channels and isinstance(ssn, SubSpectralNorm):
+            module.ssn = BandAffine(ssn, shapes[ssn][2], conv)
         for name, child in list(module.named_children()):
             if isinstance(child, SubSpectralNorm):
-                setattr(module, name, SubBandAffine(child, shapes[child][2]))
+                setattr(module, name, BandAffine(child, shapes[child][2]))
             elif isinstance(child, ResidualNorm):
                 _, channels, _, frames = shapes[child]
                 setattr(module, name, ResidualNormExport(child, channels, frames))
