@@ -1,6 +1,6 @@
 """The README's main job, as far as the pipeline goes today: a synthetic scene clip through every front-end
 preset (numpy vs C, bit-exact), then a small synthetic scene set, a briefly trained teacher and a student
-distilled from it. then converts the student to int8 TFLite with its manifest. It grows with the pipeline (gen-firmware,
+distilled from it, then converts the student to int8 TFLite with its manifest. It grows with the pipeline (gen-firmware,
 simulate) as those stages land.
 """
 

@@ -43,12 +43,9 @@ def reference_interpreter(flatbuffer: bytes, preserve_all_tensors: bool = False)
     return interpreter
 
 
-def float_interpreter(flatbuffer: bytes, preserve_all_tensors: bool = False):
-    return reference_interpreter(flatbuffer, preserve_all_tensors)
-
-
-def op_names(flatbuffer: bytes) -> list[str]:
-    return [op["op_name"] for op in reference_interpreter(flatbuffer)._get_ops_details()]
+def op_names(interpreter) -> list[str]:
+    """Builtin op of every operator of a TFLite interpreter's model, in execution order."""
+    return [op["op_name"] for op in interpreter._get_ops_details()]
 
 
 def tensor_quantization(detail: dict) -> tuple[float, int]:
@@ -151,7 +148,7 @@ def fidelity(float_logits: np.ndarray, int8_logits: np.ndarray, output_scale: fl
 def layer_sqnr(float_flatbuffer: bytes, int8_flatbuffer: bytes, float_inputs: np.ndarray) -> list[dict]:
     """Per operator output of the int8 model: SQNR (dB) of its dequantized activations against the float
     model's same-named tensor, both fed the same clips (the int8 model its quantized version)."""
-    fl = float_interpreter(float_flatbuffer, preserve_all_tensors=True)
+    fl = reference_interpreter(float_flatbuffer, preserve_all_tensors=True)
     q = reference_interpreter(int8_flatbuffer, preserve_all_tensors=True)
     float_by_name = {t["name"]: t["index"] for t in fl.get_tensor_details()}
     in_scale, in_zero = tensor_quantization(q.get_input_details()[0])

@@ -30,7 +30,7 @@ from mcuasc.convert.onnx_export import OPSET, export_onnx
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import Clip, TauDataset
 from mcuasc.errors import InputError, ToolError
-from mcuasc.frontend import FloatFrontend, FrontendConfig, IntegerFrontend
+from mcuasc.frontend import FloatFrontend, IntegerFrontend
 from mcuasc.models import ARCHITECTURES
 from mcuasc.models.export import input_residual_norm
 from mcuasc.models.zoo import MAX_MACS, MAX_PARAMS, zoo_report
@@ -199,16 +199,18 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         try:
             _run_tf_worker(onnx_tmp, work, calibration_features, log_tmp, verbose, targets["log"])
         except ToolError:
-            shutil.copyfile(log_tmp, targets["log"]) if log_tmp.exists() else None
+            if log_tmp.exists():
+                shutil.copyfile(log_tmp, targets["log"])
             raise
         float_flatbuffer = (work / "model_float32.tflite").read_bytes()
         int8_flatbuffer = (work / "model_int8.tflite").read_bytes()
 
         say("checking the converted graph")
-        float_interpreter = analysis.float_interpreter(float_flatbuffer)
+        float_interpreter = analysis.reference_interpreter(float_flatbuffer)
+        with torch.no_grad():  # also the float side of the fidelity figures below
+            float_logits = model(torch.from_numpy(validation_float.transpose(0, 3, 1, 2).copy())).numpy()
         probe = slice(0, min(4, len(validation_pcm)))
-        with torch.no_grad():
-            torch_logits = model(torch.from_numpy(validation_float[probe].transpose(0, 3, 1, 2).copy())).numpy()
+        torch_logits = float_logits[probe]
         tflite_logits = np.stack([analysis.invoke(float_interpreter, x) for x in validation_graph_input[probe]])
         error = float(np.abs(torch_logits - tflite_logits).max() / max(np.abs(torch_logits).max(), 1e-6))
         if not error <= options.float_tolerance:
@@ -221,7 +223,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             raise ToolError("the converter did not produce int8 input and output tensors; see " + str(targets["log"]))
         in_scale, in_zero = analysis.tensor_quantization(input_detail)
         out_scale, out_zero = analysis.tensor_quantization(output_detail)
-        ops = analysis.op_names(int8_flatbuffer)
+        ops = analysis.op_names(interpreter)
 
         say("measuring the TFLM arena")
         try:
@@ -239,8 +241,6 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         validation_int8 = integer_frontend(validation_pcm)
         calibration_int8 = integer_frontend(calibration_pcm)
         int8_logits = np.stack([analysis.invoke(interpreter, x) for x in validation_int8])
-        with torch.no_grad():
-            float_logits = model(torch.from_numpy(validation_float.transpose(0, 3, 1, 2).copy())).numpy()
         labels = np.array([c.label_index for c in validation_clips])
         fid = analysis.fidelity(float_logits, int8_logits, out_scale, out_zero, labels)
         say("per-layer SQNR")

@@ -34,10 +34,8 @@ class BandAffine(nn.Module):
 
     def __init__(self, ssn: SubSpectralNorm, frequencies: int, conv: nn.Conv2d | None = None):
         super().__init__()
-        bn = _affine(ssn.bn)
-        channels, bands = bn.num_features // ssn.sub_bands, ssn.sub_bands
-        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
-        shift = (bn.bias - bn.running_mean * scale).detach()
+        channels, bands = ssn.bn.num_features // ssn.sub_bands, ssn.sub_bands
+        scale, shift = bn_scale_shift(ssn.bn)
         # BN channel c·S + s covers channel c, frequencies [s·F/S, (s+1)·F/S).
         scale, shift = scale.view(channels, bands), shift.view(channels, bands)
         if conv is not None:
@@ -107,11 +105,10 @@ class CoordinateAttentionExport(nn.Module):
 
 def batchnorm_as_depthwise(bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A lone batch-norm as the per-channel affine it is at inference: a 1×1 depthwise conv with bias."""
-    bn = _affine(bn)
-    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    scale, shift = bn_scale_shift(bn)
     conv = nn.Conv2d(bn.num_features, bn.num_features, 1, groups=bn.num_features, bias=True)
     conv.weight = nn.Parameter(scale.view(-1, 1, 1, 1).clone())
-    conv.bias = nn.Parameter((bn.bias - bn.running_mean * scale).detach().clone())
+    conv.bias = nn.Parameter(shift.clone())
     return conv
 
 
@@ -138,6 +135,13 @@ def _fuse_sequential_pairs(module: nn.Module) -> None:
                 module._modules[name_b] = nn.Identity()
 
 
+def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch-norm at inference as y = scale·x + shift, per channel (detached)."""
+    bn = _affine(bn)
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    return scale, (bn.bias - bn.running_mean * scale).detach()
+
+
 def _affine(bn: nn.BatchNorm2d) -> nn.BatchNorm2d:
     """A non-affine batch-norm as an affine one with γ = 1, β = 0 (fuse_conv_bn_eval wants γ and β)."""
     if bn.affine:
@@ -157,9 +161,7 @@ _NAMED_FORWARD_PAIRS = (("attention_norm", "classifier"),)
 
 def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     """conv(a·x + b) = (W·a)·x + (W·b + bias) for a 1×1 convolution after a batch-norm."""
-    bn = _affine(bn)
-    a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    b = bn.bias - bn.running_mean * a
+    a, b = bn_scale_shift(bn)
     fused = copy.deepcopy(conv)
     weight = conv.weight.detach()
     fused.weight = nn.Parameter(weight * a.view(1, -1, 1, 1))
