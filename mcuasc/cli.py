@@ -314,6 +314,114 @@ def convert_command(
     out.print(table)
 
 
+@app.command(name="simulate")
+def simulate_command(
+    audio: list[str] = typer.Argument(..., help="WAV file(s), folder(s), quoted glob(s) or a TAU split CSV such as "
+                                                "evaluation_setup/fold1_evaluate.csv (labels then come from it)."),
+    model: Optional[Path] = typer.Option(None, help="The int8 flatbuffer (NAME_int8.tflite); its manifest is the one beside it."),
+    manifest: Optional[Path] = typer.Option(None, help="NAME.manifest.json from mcuasc convert [default: the one in this folder]."),
+    firmware: Optional[Path] = typer.Option(None, help="Folder written by mcuasc gen-firmware: compile its front end "
+                                                      "instead of rendering one from the manifest."),
+    hop: Optional[float] = typer.Option(None, help="Seconds between windows on audio longer than one clip [default: the clip length]."),
+    jobs: Optional[int] = typer.Option(None, help="Processes for many clips [default: the cores]."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per clip, one a line, and nothing else."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write one CSV row per window to this file."),
+    force: bool = typer.Option(False, help="Replace --csv if it exists."),
+) -> None:
+    """Prove on the host that the deployed pipeline is bit-exact: each clip through the integer front end in
+    numpy and in C (compiled as the firmware gets it), then the int8 model on TFLite's reference kernels and on
+    the TFLM runtime; features and logits must match byte for byte.
+
+    Finds the model through NAME.manifest.json in the current folder (what mcuasc convert wrote), or
+    --manifest / --model. Exit 0 when everything is bit-exact, 1 on any mismatch (the first divergent
+    feature or operator is named), 2 on bad input."""
+    from mcuasc.simulate import SimulateOptions, load_deployment, resolve_clips, simulate_many
+    from mcuasc.simulate.report import csv_text, write_text_new
+
+    if jobs is not None and jobs < 1:
+        raise InputError(f"--jobs {jobs} is not a process count; pass 1 or more.")
+    if hop is not None and hop <= 0:
+        raise InputError(f"--hop {hop} is not a positive number of seconds; pass e.g. --hop 0.5.")
+    if csv_path is not None and csv_path.exists() and not force:
+        raise InputError(f"{csv_path} already exists; pass --force to replace it or choose another --csv.")
+    deployment = load_deployment(manifest=manifest, model=model, firmware=firmware)
+    sources = resolve_clips(audio, deployment.labels)
+    options = SimulateOptions(hop_seconds=hop)
+    if as_json:
+        results = simulate_many(deployment, sources, options, jobs=jobs,
+                                progress=lambda r: print(json.dumps(r.to_dict()), flush=True))
+    elif len(sources) == 1:
+        with err.status(f"simulating {escape(str(sources[0].path))}…"):
+            results = simulate_many(deployment, sources, options, jobs=1)
+    else:
+        with _progress() as bar:
+            task = bar.add_task(f"simulating {len(sources)} clips", total=len(sources))
+            results = simulate_many(deployment, sources, options, jobs=jobs, progress=lambda r: bar.advance(task))
+    if csv_path is not None:
+        write_text_new(csv_path, csv_text(results), force=force)
+    if not as_json:
+        _print_simulation(deployment, results, csv_path)
+    if not all(r.bit_exact for r in results if r.error is None):
+        raise typer.Exit(1)
+    if any(r.error is not None for r in results):
+        raise typer.Exit(2)
+
+
+def _print_simulation(deployment, results, csv_path: Optional[Path]) -> None:
+    from mcuasc.simulate.report import stage_seconds, summarize
+
+    m = deployment.manifest
+    engines = f"{deployment.model_path.name} on TFLite reference kernels and TFLM; C front end {deployment.frontend_origin}"
+    if len(results) == 1:
+        r = results[0]
+        if r.error is not None:
+            err.print(f"[bold red]error:[/] {escape(r.error)}", highlight=False)
+            return
+        for note in r.notes:
+            err.print(f"note: {escape(note)}")
+        truth = "" if r.source.label is None else (" (correct)" if r.predicted == r.source.label else f" (true: {r.source.label})")
+        out.print(f"[bold]{escape(r.source.path.name)}[/] → [bold]{escape(r.predicted)}[/]{escape(truth)}")
+        table = Table("scene", "score (dequantized logit)", "probability", title=f"top scenes ({len(r.windows)} window"
+                      f"{'s' if len(r.windows) > 1 else ''}, {escape(engines)})")
+        for label, score, probability in r.top():
+            table.add_row(escape(label), f"{score:.3f}", f"{100 * probability:.1f} %")
+        out.print(table)
+    else:
+        table = Table("group", "clips", "windows", "bit-exact clips", "unreadable", "accuracy", "log loss",
+                      title=f"{len(results)} clips: {escape(engines)}")
+        for row in summarize(results):
+            accuracy = "—" if row.accuracy is None else f"{100 * row.accuracy:.1f} % of {row.labelled}"
+            log_loss = "—" if row.log_loss is None else f"{row.log_loss:.3f}"
+            table.add_row(row.group, str(row.clips), str(row.windows), f"{row.bit_exact} / {row.clips - row.unreadable}",
+                          str(row.unreadable), accuracy, log_loss)
+        out.print(table)
+        seconds = stage_seconds(results)
+        total = sum(seconds.values()) or 1.0
+        out.print("time per stage: " + ", ".join(f"{k} {100 * v / total:.0f} %" for k, v in seconds.items()))
+        for r in results:
+            if r.error is not None:
+                err.print(f"[bold red]unreadable:[/] {escape(r.error)}", highlight=False)
+    for r in results:
+        for i, w in enumerate(r.windows):
+            for divergence in (w.feature_divergence, w.operator_divergence):
+                if divergence is not None:
+                    where = f" window {i} ({w.start_seconds:g} s)" if len(r.windows) > 1 else ""
+                    out.print(f"[bold red]mismatch[/] {escape(r.source.path.name)}{where}: {escape(divergence.describe())}", highlight=False)
+    if csv_path is not None:
+        out.print(f"CSV: {csv_path}")
+    checked = [r for r in results if r.error is None]
+    windows = sum(len(r.windows) for r in checked)
+    features = windows * m.frontend.shape[0] * m.frontend.shape[1] * m.frontend.shape[2]
+    if all(r.bit_exact for r in checked):
+        out.print(f"[bold green]BIT-EXACT[/]: {windows} window{'s' if windows != 1 else ''} of {len(checked)} clip"
+                  f"{'s' if len(checked) != 1 else ''}: features numpy == C ({features:,} int8 values), "
+                  f"logits TFLite-ref == TFLM ({windows * len(m.labels)} int8 values)")
+    else:
+        bad_features = sum(not w.features_bit_exact for r in checked for w in r.windows)
+        bad_logits = sum(not w.logits_bit_exact for r in checked for w in r.windows)
+        out.print(f"[bold red]MISMATCH[/]: features differ in {bad_features} and logits in {bad_logits} of {windows} windows")
+
+
 @app.command()
 def demo(
     out_dir: Path = typer.Option(Path("mcuasc-demo"), "--out", help="Folder for the demo's files."),

@@ -50,3 +50,29 @@ def synthetic_scenes(tmp_path_factory):
         return made[clips_per_class, seed]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def student_scenes(synthetic_scenes):
+    """The small synthetic set the converted student is trained, calibrated and validated on."""
+    return synthetic_scenes(6, 11)
+
+
+@pytest.fixture(scope="session")
+def trained_student(student_scenes, tmp_path_factory):
+    """The BC-ResNet student after two epochs (real batch-norm statistics), once per test session."""
+    import dataclasses
+
+    from mcuasc.train import recipe_for, train
+
+    out = tmp_path_factory.mktemp("ckpt") / "student.pt"
+    train(student_scenes, dataclasses.replace(recipe_for("bcresnet-student"), epochs=2), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def converted_student(trained_student, student_scenes, tmp_path_factory):
+    """That student through the real convert chain (ONNX → onnx2tf → int8 TFLite + manifest)."""
+    from mcuasc.convert import convert
+
+    return convert(trained_student, tmp_path_factory.mktemp("converted"), data=student_scenes)

@@ -30,18 +30,18 @@ def _trained(scenes, arch: str, out, epochs: int = 2):
 
 
 @pytest.fixture(scope="module")
-def scenes(synthetic_scenes):
-    return synthetic_scenes(6, 11)
+def scenes(student_scenes):
+    return student_scenes
 
 
 @pytest.fixture(scope="module")
-def student(scenes, tmp_path_factory):
-    return _trained(scenes, "bcresnet-student", tmp_path_factory.mktemp("ckpt") / "student.pt")
+def student(trained_student):
+    return trained_student
 
 
 @pytest.fixture(scope="module")
-def converted(student, scenes, tmp_path_factory):
-    return convert(student, tmp_path_factory.mktemp("converted"), data=scenes)
+def converted(converted_student):
+    return converted_student
 
 
 def _untrained_checkpoint(path, arch="bcresnet-student"):
