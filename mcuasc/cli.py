@@ -426,8 +426,9 @@ def _print_simulation(deployment, results, csv_path: Optional[Path]) -> None:
 def demo(
     out_dir: Path = typer.Option(Path("mcuasc-demo"), "--out", help="Folder for the demo's files."),
 ) -> None:
-    """The main job, end to end as far as the pipeline goes today: synthesize a scene clip, compute its
-    features with the integer numpy and the C front end for every preset, and prove they are bit-identical."""
+    """The main job, end to end as far as the pipeline goes today: a synthetic scene clip through every front-end
+    preset (numpy == C), a small synthetic scene set, a teacher trained briefly and a student distilled from it,
+    the student converted to int8 TFLite, then simulated bit-exact (exit 1 on any mismatch)."""
     from mcuasc.demo import run_demo
 
     report = run_demo(out_dir, console=out)

@@ -1,7 +1,7 @@
 """The README's main job, as far as the pipeline goes today: a synthetic scene clip through every front-end
 preset (numpy vs C, bit-exact), then a small synthetic scene set, a briefly trained teacher and a student
-distilled from it, then converts the student to int8 TFLite with its manifest. It grows with the pipeline (gen-firmware,
-simulate) as those stages land.
+distilled from it, then converts the student to int8 TFLite with its manifest, and simulates the clip and the
+validation split (both front ends, both interpreters, byte for byte). gen-firmware joins when it lands.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ class DemoReport:
     teacher: Path | None = None
     student: Path | None = None
     manifest: Path | None = None
+    simulation: list = field(default_factory=list)  # ClipResults of stage 5
 
     @property
     def bit_exact(self) -> bool:
-        return all(bool(r["bit_exact"]) for r in self.rows)
+        return all(bool(r["bit_exact"]) for r in self.rows) and all(r.bit_exact for r in self.simulation)
 
 
 def street_scene(seconds: float = 1.0, rate: int = 44100, seed: int = 7) -> np.ndarray:
@@ -94,7 +95,37 @@ def run_demo(out_dir: Path, console: Console | None = None) -> DemoReport:
     console.print(f"features saved as {out_dir}/features.<preset>.npy")
     train_and_distill(report, console)
     convert_student(report, console)
+    simulate_student(report, console)
     return report
+
+
+def simulate_student(report: DemoReport, console: Console) -> None:
+    """Stage 5: the street clip and the validation split through both front ends and both interpreters."""
+    from mcuasc.simulate import load_deployment, resolve_clips, simulate_many, summarize
+
+    deployment = load_deployment(manifest=report.manifest)
+    split = report.out_dir / "scenes" / "evaluation_setup" / "fold1_evaluate.csv"
+    sources = resolve_clips([report.clip, split], deployment.labels)
+    with console.status(f"simulating {len(sources)} clips: numpy and C front ends, TFLite reference kernels and TFLM…"):
+        start = time.perf_counter()
+        results = simulate_many(deployment, sources)
+        seconds = time.perf_counter() - start
+    report.simulation = results
+    overall = summarize(results[1:])[0]
+    table = Table(title="stage 5: simulate (features numpy == C, logits TFLite-ref == TFLM, byte for byte)")
+    for column in ("clips", "features bit-exact", "logits bit-exact", "validation accuracy", "street clip →", "time"):
+        table.add_column(column)
+    table.add_row(str(len(results)), f"{sum(r.features_bit_exact for r in results)} / {len(results)}",
+                  f"{sum(r.logits_bit_exact for r in results)} / {len(results)}",
+                  f"{100 * overall.accuracy:.1f} %" if overall.accuracy is not None else "—", results[0].predicted,
+                  f"{seconds:.1f} s")
+    console.print(table)
+    for r in results:
+        for w in r.windows:
+            for divergence in (w.feature_divergence, w.operator_divergence):
+                if divergence is not None:
+                    console.print(f"[red]mismatch[/] {r.source.path.name}: {divergence.describe()}")
+    console.print(f"the same check from the shell: cd {report.out_dir} && mcuasc simulate {report.clip.name}")
 
 
 def convert_student(report: DemoReport, console: Console) -> None:

@@ -156,6 +156,7 @@ def test_demo_runs_and_proves_bit_exactness(tmp_path):
 
     manifest = load_manifest(find_manifest(out))
     assert (out / manifest.files["tflite"]).exists() and "stage 2: convert" in result.stdout
+    assert "stage 5: simulate" in result.stdout
 
 
 def test_demo_reuses_its_own_folder_and_refuses_a_strangers(tmp_path):
