@@ -305,6 +305,7 @@ def convert_command(
         ("fidelity", f"{100 * fid['agreement']:.1f} % top-1 agreement on {fid['clips']} clips; accuracy float "
                      f"{100 * fid['float_accuracy']:.1f} % → int8 {100 * fid['int8_accuracy']:.1f} %; log loss "
                      f"{fid['float_log_loss']:.3f} → {fid['int8_log_loss']:.3f}"),
+        ("TFLM", f"logits identical to the reference kernels' on {fid['tflm_bit_exact_clips']} of {fid['clips']} clips"),
         ("lowest SQNR", "; ".join(f"#{r['index']} {r['op']} {r['sqnr_db']:.1f} dB" for r in worst)),
         ("calibration", f"{m.calibration['clips']} clips: {m.calibration['source']}"),
         ("written", ", ".join(str(result.out_dir / f) for f in (m.files["onnx"], m.files["tflite"])) + f", {result.manifest_path}"),

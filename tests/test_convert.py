@@ -85,6 +85,7 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     for key in ("agreement", "float_accuracy", "int8_accuracy"):
         assert 0.0 <= m.fidelity[key] <= 1.0
     assert m.fidelity["clips"] == len(TauDataset.open(scenes).split("evaluate"))
+    assert 0 <= m.fidelity["tflm_bit_exact_clips"] <= m.fidelity["clips"]
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01

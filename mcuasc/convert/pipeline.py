@@ -243,6 +243,12 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         int8_logits = np.stack([analysis.invoke(interpreter, x) for x in validation_int8])
         labels = np.array([c.label_index for c in validation_clips])
         fid = analysis.fidelity(float_logits, int8_logits, out_scale, out_zero, labels)
+        # What the device runs (TFLM) against the reference, on the same clips; simulate localises any difference.
+        tflm = analysis.tflm_interpreter(int8_flatbuffer, arena)
+        tflm_agrees = [np.array_equal(analysis.tflm_invoke(tflm, x), logits) for x, logits in zip(validation_int8, int8_logits)]
+        if not all(tflm_agrees):
+            notes.append(f"the TFLM runtime's logits differ from TFLite's reference kernels on {tflm_agrees.count(False)} of "
+                         f"{len(tflm_agrees)} validation clips; mcuasc simulate on those clips names the first divergent operator")
         say("per-layer SQNR")
         sqnr = analysis.layer_sqnr(float_flatbuffer, int8_flatbuffer, validation_graph_input[: options.sqnr_clips])
 
@@ -273,7 +279,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             fidelity={**dataclasses.asdict(fid), "accuracy_drop_points": fid.accuracy_drop_points,
                       "validation": "evaluate split" if data is not None else "synthetic scene set, evaluate split",
                       "float_features": "float64 reference front end", "int8_features": "integer front end (numpy)",
-                      "int8_engine": "TFLite reference kernels (BUILTIN_REF)"},
+                      "int8_engine": "TFLite reference kernels (BUILTIN_REF)",
+                      "tflm_bit_exact_clips": sum(tflm_agrees)},
             layer_sqnr=tuple(sqnr),
             graph={"onnx_opset": OPSET, "op_count": len(ops), "float_check_relative_error": error,
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
