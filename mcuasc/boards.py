@@ -35,13 +35,15 @@ class Board:
     compiler: str
     compiler_flags: tuple[str, ...]
     microphone: Microphone
-    build_system: str
+    build_system: str  # "zephyr" (west) or "make" (bare metal)
+    build_target: str  # what the build system calls the board, e.g. west's -b argument
     console: str
     path: Path
 
 
 _INT_FIELDS = ("clock_hz", "flash_bytes", "ram_bytes", "ram_reserved_bytes", "flash_reserved_bytes")
-_STR_FIELDS = ("name", "description", "cpu", "compiler", "build_system", "console")
+_STR_FIELDS = ("name", "description", "cpu", "compiler", "build_system", "build_target", "console")
+BUILD_SYSTEMS = ("zephyr", "make")
 
 
 def parse_board(data: Any, path: Path) -> Board:
@@ -63,6 +65,8 @@ def parse_board(data: Any, path: Path) -> Board:
     for key in _STR_FIELDS:
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"'{key}' must be a non-empty string")
+    if data["build_system"] not in BUILD_SYSTEMS:
+        raise bad(f"'build_system' must be one of {', '.join(BUILD_SYSTEMS)}")
     flags = data["compiler_flags"]
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise bad("'compiler_flags' must be a list of strings")

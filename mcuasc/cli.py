@@ -315,6 +315,55 @@ def convert_command(
     out.print(table)
 
 
+@app.command(name="gen-firmware")
+def gen_firmware_command(
+    board: str = typer.Option(..., help="Board file in boards/ (mcuasc boards lists them), e.g. nrf52840."),
+    manifest: Optional[Path] = typer.Option(None, help="NAME.manifest.json from mcuasc convert [default: the one in this folder]."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Project folder [default: ./firmware-BOARD]."),
+    test_clip: Optional[Path] = typer.Option(None, help="WAV for the boot self-test [default: a synthetic street scene]."),
+    force: bool = typer.Option(False, help="Generate even if the board cannot run the model (sample rate, flash, RAM), "
+                                           "or into a non-empty folder gen-firmware did not write."),
+    as_json: bool = typer.Option(False, "--json", help="Print the project's description (budget, files, self-test) as JSON."),
+) -> None:
+    """Render a TFLM C++ project for a board: the model as a const array, an op resolver with exactly its ops, the
+    measured arena plus a margin, the front end exactly as simulate compiles it, the application (capture, front
+    end, model, console) and a boot self-test whose expected results come from simulate.
+
+    Finds the model through NAME.manifest.json in the current folder (what mcuasc convert wrote) or --manifest.
+    Flash and RAM are checked against the board, and the front end's sample rate against its microphone, before
+    anything is written: a model that does not fit is refused with the numbers (exit 2) unless --force."""
+    from mcuasc.firmware import generate_firmware
+    from mcuasc.firmware.generate import FirmwareRefused
+
+    try:
+        with err.status(f"rendering the {board} project (self-test clip simulated, front end cross-compiled for its budget)…"):
+            result = generate_firmware(board, out_dir, manifest=manifest, test_clip=test_clip, force=force)
+    except FirmwareRefused as refused:
+        err.print(_budget_table(refused.project.budget))
+        raise
+    project = result.project
+    if as_json:
+        out.print_json(json.dumps(project.description()))
+        return
+    out.print(_budget_table(project.budget))
+    for reason in project.refusals:
+        err.print(f"[bold yellow]warning (--force):[/] {escape(reason)}", highlight=False)
+    st = project.self_test
+    out.print(f"self-test: {escape(st.source)}, features crc32 0x{st.features_crc32:08x}, int8 logits {st.logits.tolist()} (from simulate)")
+    out.print(f"wrote {len(project.files) + 1} files to {result.out_dir}; build and flash: {result.out_dir / 'README.md'}")
+
+
+def _budget_table(budget) -> Table:
+    table = Table("region", "item", "bytes", "how", title=f"{budget.board.name}: budget ({budget.board.description})")
+    for line in budget.lines:
+        table.add_row(line.region, escape(line.item), f"{line.bytes:,}", line.how)
+    for region in ("flash", "RAM"):
+        spare = budget.spare(region)
+        table.add_row(region, f"[bold]total[/] of {budget.capacity(region):,}", f"[bold]{budget.total(region):,}[/]",
+                      f"[{'green' if spare >= 0 else 'red'}]spare {spare:,}[/]")
+    return table
+
+
 @app.command(name="simulate")
 def simulate_command(
     audio: list[str] = typer.Argument(..., help="WAV file(s), folder(s), quoted glob(s) or a TAU split CSV such as "

@@ -19,7 +19,7 @@ from mcuasc.outputs import claim_output_dir
 from mcuasc.features import save_npy
 from mcuasc.frontend import PRESETS, FloatFrontend, IntegerFrontend
 from mcuasc.frontend.host import CFrontend
-from mcuasc.testsignals import pink_noise, to_int16
+from mcuasc.testsignals import street_scene
 
 MARKER = ".mcuasc-demo"
 
@@ -37,21 +37,6 @@ class DemoReport:
     @property
     def bit_exact(self) -> bool:
         return all(bool(r["bit_exact"]) for r in self.rows) and all(r.bit_exact for r in self.simulation)
-
-
-def street_scene(seconds: float = 1.0, rate: int = 44100, seed: int = 7) -> np.ndarray:
-    """A synthetic 'street traffic' second: pink rumble, an engine hum with harmonics, a horn, footsteps."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * rate))
-    t = np.arange(n) / rate
-    rumble = 0.3 * pink_noise(n, rng)
-    engine = sum(0.08 / k * np.sin(2 * np.pi * 43.0 * k * t * (1 + 0.02 * t)) for k in range(1, 8))
-    horn = 0.12 * np.sin(2 * np.pi * 415.0 * t) * ((t > 0.55) & (t < 0.8))
-    steps = np.zeros(n)
-    for start in (0.1, 0.35, 0.6, 0.85):
-        i = int(start * rate)
-        steps[i : i + 400] += 0.4 * rng.standard_normal(400) * np.exp(-np.arange(400) / 60)
-    return to_int16(0.7 * (rumble + engine + horn + steps))
 
 
 def prepare_out_dir(out_dir: Path) -> None:

@@ -11,6 +11,8 @@ from mcuasc.boards import Board
 from mcuasc.errors import ToolError
 
 STRICT_C = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic")
+# C++ as TFLM builds it: no exceptions, no RTTI.
+STRICT_CXX = ("-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fno-exceptions", "-fno-rtti")
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,23 @@ def require(tool: str, package: str) -> str:
     return path
 
 
-def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, optimisation: str = "-Os") -> list[Path]:
-    """Write sources into build_dir and compile every .c file with the board's compiler and flags."""
+def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, optimisation: str = "-Os",
+                    compile_only: tuple[str, ...] | None = None) -> list[Path]:
+    """Write sources (relative paths) into build_dir and compile every .c (C99) and .cc (C++17) file, or only those
+    in compile_only, with the board's compiler and flags; every source folder is on the include path."""
     compiler = require(board.compiler, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     build_dir.mkdir(parents=True, exist_ok=True)
     for name, text in sources.items():
+        (build_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (build_dir / name).write_text(text, encoding="utf-8")
+    includes = [arg for folder in sorted({str((build_dir / n).parent) for n in sources}) for arg in ("-I", folder)]
     objects = []
-    for name in sorted(n for n in sources if n.endswith(".c")):
-        obj = build_dir / (Path(name).stem + ".o")
-        cmd = [compiler, *board.compiler_flags, *STRICT_C, optimisation, "-ffunction-sections", "-fdata-sections"]
-        result = subprocess.run([*cmd, "-I", str(build_dir), "-c", str(build_dir / name), "-o", str(obj)], capture_output=True, text=True)
+    for name in sorted(n for n in sources if n.endswith((".c", ".cc")) and (compile_only is None or n in compile_only)):
+        obj = build_dir / (name.replace("/", "__").rsplit(".", 1)[0] + ".o")
+        cxx = name.endswith(".cc")
+        tool = require(compiler[: -len("gcc")] + "g++", "gcc-arm-none-eabi") if cxx and compiler.endswith("gcc") else compiler
+        cmd = [tool, *board.compiler_flags, *(STRICT_CXX if cxx else STRICT_C), optimisation, "-ffunction-sections", "-fdata-sections"]
+        result = subprocess.run([*cmd, *includes, "-c", str(build_dir / name), "-o", str(obj)], capture_output=True, text=True)
         if result.returncode != 0:
             raise ToolError(f"{board.compiler} failed on {name} for board {board.name}:\n{result.stderr.strip()}")
         objects.append(obj)
