@@ -1,7 +1,8 @@
 """The README's main job, as far as the pipeline goes today: a synthetic scene clip through every front-end
 preset (numpy vs C, bit-exact), then a small synthetic scene set, a briefly trained teacher and a student
 distilled from it, then converts the student to int8 TFLite with its manifest, and simulates the clip and the
-validation split (both front ends, both interpreters, byte for byte). gen-firmware joins when it lands.
+validation split (both front ends, both interpreters, byte for byte). The student is the nRF52840 board recipe
+(16 kHz, 64 mels) distilled from the 44.1 kHz teacher; gen-firmware renders its nrf52840 project in between.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class DemoReport:
     teacher: Path | None = None
     student: Path | None = None
     manifest: Path | None = None
+    firmware: Path | None = None
     simulation: list = field(default_factory=list)  # ClipResults of stage 5
 
     @property
@@ -80,15 +82,35 @@ def run_demo(out_dir: Path, console: Console | None = None) -> DemoReport:
     console.print(f"features saved as {out_dir}/features.<preset>.npy")
     train_and_distill(report, console)
     convert_student(report, console)
+    generate_firmware_for_board(report, console)
     simulate_student(report, console)
     return report
+
+
+def generate_firmware_for_board(report: DemoReport, console: Console, board: str = "nrf52840") -> None:
+    """Stage 4: the TFLM project for the board, its budget checked, its self-test taken from simulate."""
+    from mcuasc.firmware import generate_firmware
+
+    with console.status(f"generating the {board} firmware…"):
+        result = generate_firmware(board, report.out_dir / f"firmware-{board}", manifest=report.manifest)
+    budget = result.project.budget
+    table = Table(title=f"stage 4: gen-firmware for {board} (budget checked before writing)")
+    for column in ("flash used", "RAM used", "RAM spare", "TFLM arena + margin", "self-test logits", "fits"):
+        table.add_column(column)
+    arena = next(line.bytes for line in budget.lines if line.item.startswith("TFLM arena"))
+    table.add_row(f"{budget.total('flash'):,} of {budget.capacity('flash'):,} B", f"{budget.total('RAM'):,} of {budget.capacity('RAM'):,} B",
+                  f"{budget.spare('RAM'):,} B", f"{arena:,} B", str(result.project.self_test.logits.tolist()),
+                  "yes")
+    console.print(table)
+    report.firmware = result.out_dir
+    console.print(f"firmware project: {result.out_dir} (build and flash: {result.out_dir / 'README.md'})")
 
 
 def simulate_student(report: DemoReport, console: Console) -> None:
     """Stage 5: the street clip and the validation split through both front ends and both interpreters."""
     from mcuasc.simulate import load_deployment, resolve_clips, simulate_many, summarize
 
-    deployment = load_deployment(manifest=report.manifest)
+    deployment = load_deployment(manifest=report.manifest, firmware=report.firmware)
     split = report.out_dir / "scenes" / "evaluation_setup" / "fold1_evaluate.csv"
     sources = resolve_clips([report.clip, split], deployment.labels)
     with console.status(f"simulating {len(sources)} clips: numpy and C front ends, TFLite reference kernels and TFLM…"):
@@ -110,7 +132,8 @@ def simulate_student(report: DemoReport, console: Console) -> None:
             for divergence in (w.feature_divergence, w.operator_divergence):
                 if divergence is not None:
                     console.print(f"[red]mismatch[/] {r.source.path.name}: {divergence.describe()}")
-    console.print(f"the same check from the shell: cd {report.out_dir} && mcuasc simulate {report.clip.name}")
+    console.print(f"the same check from the shell: cd {report.out_dir} && mcuasc simulate {report.clip.name} "
+                  f"--firmware {report.firmware.name if report.firmware else ''}")
 
 
 def convert_student(report: DemoReport, console: Console) -> None:
@@ -148,8 +171,8 @@ def train_and_distill(report: DemoReport, console: Console, clips_per_class: int
     for name, config, out, teacher in (
         ("teacher (BC-ResNet c=80)", dataclasses.replace(recipe_for("bcresnet-teacher"), epochs=2, batch_size=8),
          report.out_dir / "teacher.pt", None),
-        ("student (c=40), distilled", dataclasses.replace(recipe_for("bcresnet-student", distill=True), epochs=12,
-                                                          warmup_epochs=2, batch_size=8),
+        ("student (nrf52840 recipe), distilled", dataclasses.replace(recipe_for("bcresnet-nrf52840", distill=True),
+                                                                    epochs=12, warmup_epochs=2, batch_size=8),
          report.out_dir / "student.pt", report.out_dir / "teacher.pt"),
     ):
         with console.status(f"training the {name}…"):

@@ -181,8 +181,6 @@ def train(
     teacher_ckpt = None
     if teacher is not None:
         teacher_ckpt = load_checkpoint(teacher)
-        if teacher_ckpt.frontend != fe_cfg:
-            raise InputError(f"teacher {teacher} uses front end {teacher_ckpt.frontend.name!r}, the student {fe_cfg.name!r}; distil between models that share one.")
         if teacher_ckpt.labels != dataset.labels:
             raise InputError(f"teacher {teacher} was trained on other labels; distil on the teacher's label set.")
 
@@ -202,10 +200,13 @@ def train(
     if teacher_ckpt is not None:
         # Offline distillation: the teacher labels each clean training clip once, and the student learns from
         # those soft targets (mixed along with the inputs under mix-up). A teacher pass per step would cost
-        # ~50× the student's own step for the c = 80 teacher on a CPU.
+        # ~50× the student's own step for the c = 80 teacher on a CPU. The teacher hears the same clips through its
+        # own front end, so a board student (16 kHz, 64 mels) learns from the 44.1 kHz, 256-mel teacher.
         report("teacher targets", 0, 1)
-        clean = train_features if train_features is not None else torch.from_numpy(
-            cache.load_or_compute(train_clips, fe_cfg, impl="float"))
+        if teacher_ckpt.frontend == fe_cfg and train_features is not None:
+            clean = train_features
+        else:
+            clean = torch.from_numpy(cache.load_or_compute(train_clips, teacher_ckpt.frontend, impl="float"))
         teacher_model = teacher_ckpt.build_model().to(device)
         with torch.no_grad():
             teacher_logits = torch.cat([teacher_model(clean[i : i + 64].to(device)).cpu() for i in range(0, len(clean), 64)])

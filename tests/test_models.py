@@ -70,7 +70,8 @@ def test_zoo_report_verdicts_and_references():
     assert report["bcresnet-student"]["dcase_limits"]["within"]
     assert report["mobilenetv2-ca"]["dcase_limits"]["within"]
     assert not report["bcresnet-teacher"]["dcase_limits"]["within"]
-    for m in report.values():  # within a few percent of every reference figure
+    assert report["bcresnet-nrf52840"]["dcase_limits"]["within"] and report["bcresnet-nrf52840"]["reference"]["params"] is None
+    for m in (m for m in report.values() if m["reference"]["params"] is not None):  # a few percent of every reference
         assert m["params"] == m["reference"]["params"]
         assert abs(m["macs"] / m["reference"]["macs"] - 1) < 0.07
 

@@ -207,6 +207,10 @@ PRESETS: dict[str, FrontendConfig] = {
     "mobilenetv2": _preset(name="mobilenetv2", n_mels=128, deltas=True),
     # DCASE2022 baseline: 40 ms asymmetric Hamming in a 2048 FFT, 20 ms hop, 40 Slaney mels, magnitude → 40 × 51.
     "dcase-baseline": _preset(name="dcase-baseline", win_length=1764, hop_length=882, n_mels=40, power=1),
+    # The nRF52840 board recipe: 16 kHz (its PDM microphone tops out near 20.8 kHz), Hamming 1024 / 512,
+    # 64 log-mel bands → 64 × 32 × 1.
+    "bcresnet-16k": _preset(name="bcresnet-16k", sample_rate=16000, n_fft=1024, win_length=1024, hop_length=512,
+                            n_mels=64, fmax=8000.0),
 }
 
 

@@ -189,7 +189,10 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
         # BC-ResNet's frequency depthwise conv feeds its SubSpectralNorm directly.
         conv, ssn = getattr(module, "frequency_conv", None), getattr(module, "ssn", None)
         if isinstance(conv, nn.Conv2d) and conv.groups == conv.out_channels and isinstance(ssn, SubSpectralNorm):
-            module.ssn = BandAffine(ssn, shapes[ssn][2], conv)
+            if ssn.sub_bands == 1:  # a plain batch-norm: folded into the conv, no op left
+                module.frequency_conv, module.ssn = fuse_conv_bn_eval(conv, _affine(ssn.bn)), nn.Identity()
+            else:
+                module.ssn = BandAffine(ssn, shapes[ssn][2], conv)
         for name, child in list(module.named_children()):
             if isinstance(child, SubSpectralNorm):
                 setattr(module, name, BandAffine(child, shapes[child][2]))
