@@ -386,7 +386,8 @@ def simulate_command(
     --manifest / --model. Exit 0 when everything is bit-exact, 1 on any mismatch (the first divergent
     feature or operator is named), 2 on bad input."""
     from mcuasc.simulate import SimulateOptions, load_deployment, resolve_clips, simulate_many
-    from mcuasc.simulate.report import csv_text, write_text_new
+    from mcuasc.outputs import write_new_file
+    from mcuasc.simulate.report import csv_text
 
     if jobs is not None and jobs < 1:
         raise InputError(f"--jobs {jobs} is not a process count; pass 1 or more.")
@@ -408,7 +409,7 @@ def simulate_command(
             task = bar.add_task(f"simulating {len(sources)} clips", total=len(sources))
             results = simulate_many(deployment, sources, options, jobs=jobs, progress=lambda r: bar.advance(task))
     if csv_path is not None:
-        write_text_new(csv_path, csv_text(results), force=force)
+        write_new_file(csv_path, csv_text(results).encode(), force=force, option="--csv")
     if not as_json:
         _print_simulation(deployment, results, csv_path)
     if not all(r.bit_exact for r in results if r.error is None):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from mcuasc.audio import Audio, fit_to_clip, read_wav
 from mcuasc.errors import InputError
 from mcuasc.frontend import PRESETS, FloatFrontend, FrontendConfig, IntegerFrontend, preset
 from mcuasc.frontend.host import CFrontend
+from mcuasc.outputs import write_new_file
 
 IMPLEMENTATIONS = ("integer", "c", "float")
 
@@ -58,22 +58,9 @@ def save_npy(array: np.ndarray, path: str | Path, *, force: bool = False) -> Pat
     path = Path(path)
     if path.suffix != ".npy":
         raise InputError(f"output {path} must end in .npy; name it e.g. {path.with_suffix('.npy').name}.")
-    if path.exists() and not force:
-        raise InputError(f"{path} already exists; pass --force to overwrite it or choose another --out.")
-    if not path.parent.is_dir():
-        raise InputError(f"output folder {path.parent} does not exist; create it first.")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write into {path.parent} ({exc.strerror}); choose a writable --out.") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return write_new_file(path, buffer.getvalue(), force=force)
 
 
 def summarize(features: np.ndarray, cfg: FrontendConfig) -> list[dict[str, object]]:

@@ -6,6 +6,8 @@ is ever overwritten.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from mcuasc.errors import InputError
@@ -23,3 +25,24 @@ def claim_output_dir(out_dir: Path, marker: str, command: str) -> None:
         (out_dir / marker).write_text(f"made by {command}; it may regenerate the files in this folder\n")
     except OSError as exc:
         raise InputError(f"cannot write into {out_dir} ({exc.strerror}); choose a writable folder.") from None
+
+
+def write_new_file(path: str | Path, data: bytes, *, force: bool = False, option: str = "--out") -> Path:
+    """Write atomically (a temporary file beside it, then a rename); an existing file is replaced only with force."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError(f"{path} already exists; pass --force to replace it or choose another {option}.")
+    if not path.parent.is_dir():
+        raise InputError(f"folder {path.parent} does not exist; create it first or choose another {option}.")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write into {path.parent} ({exc.strerror}); choose a writable {option}.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -76,3 +76,14 @@ def converted_student(trained_student, student_scenes, tmp_path_factory):
     from mcuasc.convert import convert
 
     return convert(trained_student, tmp_path_factory.mktemp("converted"), data=student_scenes)
+
+
+@pytest.fixture(scope="session")
+def deployed_student(converted_student, tmp_path_factory):
+    """A folder as a user has it after `mcuasc convert`: the manifest and the int8 flatbuffer, nothing else."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("deployed")
+    shutil.copy(converted_student.out_dir / converted_student.manifest.files["tflite"], folder)
+    shutil.copy(converted_student.manifest_path, folder)
+    return folder

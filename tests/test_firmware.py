@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import zlib
 
@@ -25,11 +24,8 @@ pytestmark = pytest.mark.slow  # every test here needs the converted student
 
 
 @pytest.fixture(scope="module")
-def deployed(converted_student, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("deployed")
-    shutil.copy(converted_student.out_dir / converted_student.manifest.files["tflite"], folder)
-    shutil.copy(converted_student.manifest_path, folder)
-    return folder
+def deployed(deployed_student):
+    return deployed_student
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +55,7 @@ def test_the_project_holds_the_model_its_ops_and_arena(project, deployment):
     registered = re.findall(r"resolver\.(Add\w+)\(\)", files["src/model_ops.h"])
     ops = re.findall(r"\{  /\* (\w+) \*/", files["src/model_ops.h"])
     assert sorted(ops) == sorted(set(m.ops)) and len(registered) == len(set(registered)) == len(set(m.ops))
-    assert f"MicroMutableOpResolver<kMcuascOpCount>" in files["src/model_ops.h"]
+    assert "MicroMutableOpResolver<kMcuascOpCount>" in files["src/model_ops.h"]
     assert f"constexpr int kMcuascOpCount = {len(set(m.ops))};" in files["src/model_ops.h"]
     # The arena: the measured one plus the stated margin.
     arena = int(re.search(r"#define MCUASC_ARENA_BYTES\s+(\d+)", files["src/model_runner.h"]).group(1))

@@ -26,14 +26,8 @@ pytestmark = pytest.mark.slow  # every test here needs the converted student
 
 
 @pytest.fixture(scope="module")
-def deployed(converted_student, tmp_path_factory):
-    """A folder as a user has it after `mcuasc convert`: the manifest and the flatbuffer."""
-    folder = tmp_path_factory.mktemp("deployed")
-    m = converted_student.manifest
-    for role in ("tflite",):
-        shutil.copy(converted_student.out_dir / m.files[role], folder)
-    shutil.copy(converted_student.manifest_path, folder)
-    return folder
+def deployed(deployed_student):
+    return deployed_student
 
 
 @pytest.fixture(scope="module")

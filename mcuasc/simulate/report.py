@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from mcuasc.errors import InputError
 from mcuasc.simulate.simulator import STAGES, ClipResult
 
 
@@ -71,24 +67,3 @@ def csv_text(results: Sequence[ClipResult]) -> str:
                              int(w.logits_bit_exact), " ".join(map(str, w.logits_reference.tolist())),
                              " ".join(map(str, w.logits_tflm.tolist())), divergence.describe() if divergence else "", ""])
     return buffer.getvalue()
-
-
-def write_text_new(path: str | Path, text: str, *, force: bool = False) -> Path:
-    """Write atomically; an existing file is replaced only with force."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise InputError(f"{path} already exists; pass --force to replace it or choose another name.")
-    if not path.parent.is_dir():
-        raise InputError(f"folder {path.parent} does not exist; create it first or choose another path.")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write into {path.parent} ({exc.strerror}); choose a writable path.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
