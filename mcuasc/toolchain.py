@@ -35,8 +35,11 @@ def require(tool: str, package: str) -> str:
     return path
 
 
-def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, optimisation: str = "-Os") -> list[Path]:
-    """Write sources into build_dir and compile every .c file with the board's compiler and flags."""
+def compile_objects(
+    sources: dict[str, str], board: Board, build_dir: Path, optimisation: str = "-Os", extra_flags: tuple[str, ...] = ()
+) -> list[Path]:
+    """Write sources into build_dir and compile every .c file with the board's compiler and flags (plus extra_flags,
+    e.g. -D defines)."""
     compiler = require(board.compiler, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     build_dir.mkdir(parents=True, exist_ok=True)
     for name, text in sources.items():
@@ -44,12 +47,24 @@ def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, opti
     objects = []
     for name in sorted(n for n in sources if n.endswith(".c")):
         obj = build_dir / (Path(name).stem + ".o")
-        cmd = [compiler, *board.compiler_flags, *STRICT_C, optimisation, "-ffunction-sections", "-fdata-sections"]
+        cmd = [compiler, *board.compiler_flags, *STRICT_C, optimisation, "-ffunction-sections", "-fdata-sections", *extra_flags]
         result = subprocess.run([*cmd, "-I", str(build_dir), "-c", str(build_dir / name), "-o", str(obj)], capture_output=True, text=True)
         if result.returncode != 0:
             raise ToolError(f"{board.compiler} failed on {name} for board {board.name}:\n{result.stderr.strip()}")
         objects.append(obj)
     return objects
+
+
+def link_executable(objects: list[Path], board: Board, linker_script: Path, output: Path) -> Path:
+    """Link bare-metal objects with their own start-up code (-nostartfiles) against newlib-nano with the nosys
+    stubs (only memcpy/memset and libgcc's helpers are pulled in), dropping unused sections."""
+    compiler = require(board.compiler, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    cmd = [compiler, *board.compiler_flags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           "-Wl,--gc-sections", "-T", str(linker_script), *map(str, objects), "-o", str(output)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ToolError(f"linking {output.name} for board {board.name} failed:\n{result.stderr.strip()}")
+    return output
 
 
 def section_sizes(objects: list[Path], size_tool: str = "arm-none-eabi-size") -> SectionSizes:
