@@ -3,8 +3,8 @@
 The harness (firmware_templates/mps2-an386/frontend_harness.c.j2) reads clips from the host over
 semihosting, runs mcuasc_frontend_compute on each and writes the int8 features back with the timer ticks
 each clip took; mcuasc.emulator turns ticks into instructions (-icount shift=0: one tick, 40 instructions).
-A profiling build (profile=True) also charges each frame's stages (window, FFT, real split, spectrum,
-mel + log) separately; its marks cost a few dozen instructions a frame, so measure totals without it.
+A profiling build (profile=True) also charges each frame's stages (window, FFT with the normalising shift,
+real split, spectrum, mel + log) separately; its marks cost a few dozen instructions a frame, so measure totals without it.
 """
 
 from __future__ import annotations
