@@ -38,9 +38,10 @@ def require(tool: str, package: str) -> str:
 
 
 def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, optimisation: str = "-Os",
-                    compile_only: tuple[str, ...] | None = None) -> list[Path]:
+                    compile_only: tuple[str, ...] | None = None, extra_flags: tuple[str, ...] = ()) -> list[Path]:
     """Write sources (relative paths) into build_dir and compile every .c (C99) and .cc (C++17) file, or only those
-    in compile_only, with the board's compiler and flags; every source folder is on the include path."""
+    in compile_only, with the board's compiler and flags (plus extra_flags, e.g. -D defines); every source folder is
+    on the include path."""
     compiler = require(board.compiler, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     build_dir.mkdir(parents=True, exist_ok=True)
     for name, text in sources.items():
@@ -52,12 +53,25 @@ def compile_objects(sources: dict[str, str], board: Board, build_dir: Path, opti
         obj = build_dir / (name.replace("/", "__").rsplit(".", 1)[0] + ".o")
         cxx = name.endswith(".cc")
         tool = require(compiler[: -len("gcc")] + "g++", "gcc-arm-none-eabi") if cxx and compiler.endswith("gcc") else compiler
-        cmd = [tool, *board.compiler_flags, *(STRICT_CXX if cxx else STRICT_C), optimisation, "-ffunction-sections", "-fdata-sections"]
+        cmd = [tool, *board.compiler_flags, *(STRICT_CXX if cxx else STRICT_C), optimisation, "-ffunction-sections",
+               "-fdata-sections", *extra_flags]
         result = subprocess.run([*cmd, *includes, "-c", str(build_dir / name), "-o", str(obj)], capture_output=True, text=True)
         if result.returncode != 0:
             raise ToolError(f"{board.compiler} failed on {name} for board {board.name}:\n{result.stderr.strip()}")
         objects.append(obj)
     return objects
+
+
+def link_executable(objects: list[Path], board: Board, linker_script: Path, output: Path) -> Path:
+    """Link bare-metal objects with their own start-up code (-nostartfiles) against newlib-nano with the nosys
+    stubs (only memcpy/memset and libgcc's helpers are pulled in), dropping unused sections."""
+    compiler = require(board.compiler, "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    cmd = [compiler, *board.compiler_flags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           "-Wl,--gc-sections", "-T", str(linker_script), *map(str, objects), "-o", str(output)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ToolError(f"linking {output.name} for board {board.name} failed:\n{result.stderr.strip()}")
+    return output
 
 
 def section_sizes(objects: list[Path], size_tool: str = "arm-none-eabi-size") -> SectionSizes:

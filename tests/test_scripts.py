@@ -15,12 +15,15 @@ from conftest import REPO, require_tool
         ("frontend_precision.py", ["--clips", "3"]),
         ("frontend_speed.py", ["--clips", "4", "--repeats", "1", "--presets", "mobilenetv2"]),
         ("frontend_size.py", []),
+        ("frontend_cortex_m.py", ["--clips", "1", "--presets", "dcase-baseline"]),
         pytest.param("convert.py", ["--models", "dcase-baseline", "--clips-per-class", "2"], marks=pytest.mark.slow),
     ],
 )
 def test_benchmark_script_runs(script, args):
-    if script == "frontend_size.py":
+    if script in ("frontend_size.py", "frontend_cortex_m.py"):
         require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    if script == "frontend_cortex_m.py":
+        require_tool("qemu-system-arm", "qemu-system-arm")
     if script == "frontend_speed.py":
         pytest.importorskip("librosa")
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
