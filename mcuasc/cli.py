@@ -299,7 +299,8 @@ def convert_command(
         ("ops", f"{len(m.ops)}: " + ", ".join(f"{k} {v}" for k, v in m.op_counts.items())),
         ("flatbuffer", f"{m.flatbuffer_bytes:,} bytes"),
         ("TFLM arena", f"{m.tflm_arena_bytes:,} bytes (measured with the TFLM runtime)"),
-        ("input int8", f"{tuple(m.input.shape)}, scale {m.input.scale:.6g} dB, zero point {m.input.zero_point}"),
+        ("input int8", f"{tuple(m.input.shape)}, scale {m.input.scale:.6g} "
+                       f"{'(log-mel after Residual Normalization)' if m.frontend.residual_norm else 'dB'}, zero point {m.input.zero_point}"),
         ("saturated features", f"{100 * m.calibration['saturated_fraction_calibration']:.3f} % calibration, "
                                f"{100 * m.calibration['saturated_fraction_validation']:.3f} % validation"),
         ("fidelity", f"{100 * fid['agreement']:.1f} % top-1 agreement on {fid['clips']} clips; accuracy float "
