@@ -54,10 +54,19 @@ BOARD_FILE_ROLES = {
         "prj.conf": "Kconfig: C++17, TFLM with CMSIS-NN kernels, DMIC",
         "app.overlay": "devicetree: the PDM microphone's pins",
     },
+    "make": {
+        "src/main.c": "bare-metal application: self-test, then the clips of audio.pcm over semihosting",
+        "Makefile": "builds build/firmware.elf from this folder and a TFLM tree (TFLM_DIR, KERNELS=cmsis_nn|reference)",
+        "board/startup.c": "vector table and reset handler (data, bss, FPU, C++ constructors)",
+        "board/semihosting.c": "semihosting calls: console and host files",
+        "board/mps2_an386.h": "CMSDK timer 0 (instruction counting under QEMU -icount) and semihosting",
+        "board/mps2_an386.ld": "linker script for QEMU's AN386 memory map",
+    },
 }
 # C/C++ sources that include neither TFLM nor the board's SDK: CI cross-compiles them.
 PORTABLE_SOURCES = ("src/model_data.cc", "src/mcuasc_app.c", "src/self_test_data.c",
-                    f"{FRONTEND_DIR}/mcuasc_frontend.c", f"{FRONTEND_DIR}/mcuasc_frontend_tables.c")
+                    f"{FRONTEND_DIR}/mcuasc_frontend.c", f"{FRONTEND_DIR}/mcuasc_frontend_tables.c",
+                    "src/main.c", "board/startup.c", "board/semihosting.c")  # the last three: bare-metal boards
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,7 @@ def render_project(deployment: Deployment, board: Board, *, test_clip: str | Pat
         "arena_bytes": m.tflm_arena_bytes + ARENA_MARGIN_BYTES, "measured_arena_bytes": m.tflm_arena_bytes,
         "arena_margin_bytes": ARENA_MARGIN_BYTES, "input_bytes": int(cfg.shape[0] * cfg.shape[1] * cfg.shape[2]),
         "input_shape": list(m.input.shape), "output_bytes": len(m.labels), "sample_rate": cfg.sample_rate,
+        "clip_samples": cfg.clip_samples,
         "cycles_unit": "instructions" if board.microphone.type == "file" else "cycles",
         "capture_block_ms": CAPTURE_BLOCK_MS, "capture_blocks": CAPTURE_BLOCKS, "main_stack_bytes": MAIN_STACK_BYTES,
         "board_rates": "any" if board.microphone.sample_rates is None else ", ".join(map(str, board.microphone.sample_rates)),
@@ -139,9 +149,16 @@ def render_project(deployment: Deployment, board: Board, *, test_clip: str | Pat
         if not name.startswith(FRONTEND_DIR):
             files[name] = render(f"firmware/common/{Path(name).name}.j2", **context)
     board_files = BOARD_FILE_ROLES[board.build_system]
+    if board.build_system == "make":  # the emulator's bare-metal support, as the front-end harness uses it
+        from mcuasc.emulator import support_sources
+
+        files.update({f"board/{name}": text for name, text in support_sources(board).items()})
+    sources = sorted({n for n in (*files, *board_files) if n.endswith((".c", ".cc"))})
     for name in board_files:
-        files[name] = render(f"firmware/{board.build_system}/{Path(name).name}.j2",
-                             sources=sorted(n for n in (*files, *board_files) if n.endswith((".c", ".cc"))), **context)
+        if name not in files:
+            files[name] = render(f"firmware/{board.build_system}/{Path(name).name}.j2", sources=sources,
+                                 c_sources=[n for n in sources if n.endswith(".c")],
+                                 cxx_sources=[n for n in sources if n.endswith(".cc")], **context)
 
     frontend_flash, frontend_ram = _frontend_footprint(deployment, board)
     budget = firmware_budget(
