@@ -365,6 +365,54 @@ def _budget_table(budget) -> Table:
     return table
 
 
+@app.command()
+def emulate(
+    firmware: Path = typer.Argument(..., help="Folder written by mcuasc gen-firmware --board mps2-an386."),
+    audio: Optional[list[Path]] = typer.Argument(None, help="WAV clips to classify on the emulated board, and to simulate for comparison."),
+    tflm_dir: Optional[Path] = typer.Option(None, help="TensorFlow Lite Micro source tree with its downloads [default: $MCUASC_TFLM_DIR]."),
+    kernels: str = typer.Option("cmsis_nn", help="cmsis_nn (CMSIS-NN kernels) or reference (TFLM's reference kernels)."),
+    tflm_lib: Optional[Path] = typer.Option(None, help="A libtflm.a already built for the Cortex-M4 with those kernels, "
+                                                       "linked instead of compiling TFLM [default: compile it]."),
+) -> None:
+    """Build the mps2-an386 firmware against a TFLM tree and run it under qemu-system-arm: the boot self-test must
+    pass and the logits on every clip must equal simulate's; prints instructions per stage (QEMU -icount).
+    Exit 0 when all of it holds, 1 otherwise, 2 on bad input."""
+    from mcuasc.audio import fit_to_clip, read_wav
+    from mcuasc.firmware.emulate import emulate as run_emulation
+    from mcuasc.firmware.generate import DESCRIPTION_FILE
+
+    pcm = None
+    if audio:
+        try:
+            description = json.loads((firmware / DESCRIPTION_FILE).read_text(encoding="utf-8"))
+            rate = int(description["sample_rate"])
+        except (OSError, ValueError, KeyError):
+            raise InputError(f"{firmware} is not a folder mcuasc gen-firmware wrote; pass one.") from None
+        import numpy as np
+
+        clip_samples = int(round(rate * 1.0))
+        pcm = np.stack([fit_to_clip(read_wav(path, rate).samples, clip_samples)[0] for path in audio])
+    with err.status(f"building the firmware against TFLM ({kernels} kernels) and running it under QEMU…"):
+        report = run_emulation(firmware, tflm_dir=tflm_dir, kernels=kernels, tflm_lib=tflm_lib, pcm_clips=pcm)
+    table = Table("clip", "scene", "int8 logits", "== simulate", "front end instr.", "model instr.",
+                  title=f"{firmware} on qemu-system-arm -M mps2-an386 ({kernels} kernels, arena used {report.arena_used_bytes} B)")
+    rows = [("self-test", report.self_test, None)] + [
+        (path.name, result, expected) for path, result, expected in zip(audio or [], report.clips, report.expected_clip_logits)]
+    for name, result, expected in rows:
+        if result is None:
+            continue
+        same = "—" if expected is None else ("yes" if result.logits == expected else "[red]NO[/]")
+        table.add_row(escape(name), result.label, ",".join(map(str, result.logits)), same,
+                      f"{result.frontend_instructions:,}", f"{result.model_instructions:,}")
+    out.print(table)
+    ok = report.self_test_passed and report.clips_match_simulate
+    out.print(("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]") + f": self-test {'PASS' if report.self_test_passed else 'FAIL'}"
+              + (f", {len(report.clips)} clips {'identical to' if report.clips_match_simulate else 'DIFFERENT from'} simulate" if audio else ""))
+    if not ok:
+        err.print(escape(report.output[-2000:]))
+        raise typer.Exit(1)
+
+
 @app.command(name="simulate")
 def simulate_command(
     audio: list[str] = typer.Argument(..., help="WAV file(s), folder(s), quoted glob(s) or a TAU split CSV such as "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import mcuasc_command, require_tool
-from mcuasc.boards import load_board
+from mcuasc.boards import board_names, load_board
 from mcuasc.convert import analysis
 from mcuasc.firmware import generate_firmware, render_project
 from mcuasc.firmware.generate import DESCRIPTION_FILE, PORTABLE_SOURCES, FirmwareRefused
@@ -86,12 +86,18 @@ def test_the_self_test_expects_what_simulate_and_the_c_front_end_compute(project
     assert analysis.invoke(analysis.reference_interpreter(deployment.flatbuffer), features).tolist() == logits
 
 
-def test_portable_sources_cross_compile_with_strict_warnings(project, tmp_path):
+@pytest.mark.parametrize("board_name", board_names())
+def test_every_board_renders_and_its_portable_sources_cross_compile_with_strict_warnings(deployment, board_name, tmp_path):
+    require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    project = render_project(deployment, load_board(board_name))
     board = project.board
-    objects = compile_objects(project.files, board, tmp_path, optimisation="-Os", compile_only=PORTABLE_SOURCES)
-    assert len(objects) == len(PORTABLE_SOURCES)
+    portable = [name for name in PORTABLE_SOURCES if name in project.files]
+    objects = compile_objects(project.files, board, tmp_path, optimisation="-Os", compile_only=tuple(portable))
+    assert len(objects) == len(portable) >= 5
     sizes = section_sizes(objects)
     assert sizes.text >= project.deployment.manifest.flatbuffer_bytes + project.self_test.pcm.nbytes
+    build_files = {"zephyr": ("CMakeLists.txt", "prj.conf", "src/main.cc"), "make": ("Makefile", "src/main.c", "board/startup.c")}
+    assert set(build_files[board.build_system]) <= set(project.files) and "README.md" in project.files
     # The front end's share of the budget is what the compiler says.
     frontend_line = next(line for line in project.budget.lines if line.item == "front end code and tables")
     frontend_objects = [o for o in objects if "frontend" in o.name]
@@ -160,3 +166,31 @@ def test_simulate_compiles_the_firmwares_front_end_and_stays_bit_exact(deployed,
     [clip_result] = simulate_many(deployment, resolve_clips([clip], deployment.labels))
     assert clip_result.bit_exact
     assert clip_result.windows[0].logits_tflm.tolist() == result.project.self_test.logits.tolist()
+
+
+def test_emulated_firmware_self_test_passes_and_matches_simulate(deployed, tmp_path):
+    """Needs a TFLM source tree (MCUASC_TFLM_DIR); TFLM's sources never enter this repository, so without one this
+    test cannot run and says so."""
+    import os
+
+    from mcuasc.firmware.emulate import emulate
+
+    tree = os.environ.get("MCUASC_TFLM_DIR")
+    if not tree:
+        pytest.skip("MCUASC_TFLM_DIR is not set: building the TFLM firmware needs a TFLM source tree (see README, gen-firmware)")
+    require_tool("qemu-system-arm", "qemu-system-arm")
+    out = tmp_path / "fw"
+    result = generate_firmware("mps2-an386", out, directory=deployed)
+    pcm = np.stack([result.project.self_test.pcm, np.roll(result.project.self_test.pcm, 4000)])
+    report = emulate(out, tflm_dir=tree, kernels="reference", pcm_clips=pcm)
+    assert report.self_test_passed, report.output
+    assert report.self_test.logits == tuple(result.project.self_test.logits.tolist())
+    assert report.clips_match_simulate and len(report.clips) == 2
+    assert report.arena_used_bytes <= deployed_arena(deployed) + 8 * 1024
+    assert report.self_test.model_instructions > 1_000_000
+
+
+def deployed_arena(folder):
+    from mcuasc.convert import find_manifest, load_manifest
+
+    return load_manifest(find_manifest(folder)).tflm_arena_bytes

@@ -80,10 +80,12 @@ class FirmwareProject:
     self_test: SelfTest
     refusals: tuple[str, ...]  # reasons the board cannot run it; empty when it can
 
-    def description(self) -> dict:
+    def description(self, out_dir: Path | None = None) -> dict:
+        """What the folder holds; with out_dir, also where the manifest is relative to it (for mcuasc emulate)."""
+        manifest = self.deployment.manifest_path
         return {
-            "format": FORMAT, "mcuasc": __version__, "board": self.board.name,
-            "manifest": self.deployment.manifest_path.name,
+            "format": FORMAT, "mcuasc": __version__, "board": self.board.name, "manifest": manifest.name,
+            "manifest_path": None if out_dir is None else os.path.relpath(manifest.resolve(), out_dir.resolve()),
             "model_sha256": hashlib.sha256(self.deployment.flatbuffer).hexdigest(),
             "sample_rate": self.deployment.manifest.frontend.sample_rate,
             "arena_bytes": self.deployment.manifest.tflm_arena_bytes + ARENA_MARGIN_BYTES,
@@ -194,7 +196,7 @@ def write_project(project: FirmwareProject, out_dir: Path, *, force: bool = Fals
     if out_dir.is_dir() and any(out_dir.iterdir()) and previous is None and not force:
         raise InputError(f"{out_dir} is not empty and was not written by mcuasc gen-firmware; choose another --out "
                          "(or pass --force to write into it anyway).")
-    files = {**project.files, DESCRIPTION_FILE: json.dumps(project.description(), indent=2) + "\n"}
+    files = {**project.files, DESCRIPTION_FILE: json.dumps(project.description(out_dir), indent=2) + "\n"}
     try:
         for name, text in sorted(files.items()):
             path = out_dir / name
