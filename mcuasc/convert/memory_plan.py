@@ -1,0 +1,174 @@
+"""An offline memory plan for TFLM, written into the flatbuffer's metadata.
+
+TFLM's online planner (GreedyMemoryPlanner) places activation buffers largest first; on BC-ResNet's chain of
+same-sized tensors that leaves the arena's head ≈ 1.5× the largest sum of buffers alive at one time. TFLM
+honours an "OfflineMemoryAllocation" metadata entry instead (tflite-micro docs/memory_management.md): a buffer
+of int32 [version 0, subgraph 0, n tensors, offset of tensor 0 … n−1 in bytes from the start of the arena's
+head, −1 for tensors left to the runtime]. Here the offsets come from first-fit placements in several orders,
+the smallest kept; two buffers may share bytes only when no operator has both alive (an operator's inputs and
+outputs are alive together). TFLite ignores the entry, so the reference interpreter runs the same flatbuffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import flatbuffers
+import numpy as np
+
+METADATA_NAME = "OfflineMemoryAllocation"
+ALIGNMENT = 16  # TFLM aligns every arena buffer to 16 bytes (kBufferAlignment)
+BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
+_ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
+               "INT8": 1, "FLOAT64": 8, "UINT32": 4, "UINT16": 2}
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """A non-constant tensor's buffer: bytes (aligned) and the operators between which it is alive."""
+
+    tensor: int
+    size: int
+    first_op: int
+    last_op: int
+
+    def overlaps(self, other: Lifetime) -> bool:
+        return self.first_op <= other.last_op and other.first_op <= self.last_op
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    offsets: dict[int, int]  # tensor index → byte offset in the arena's head
+    head_bytes: int  # the plan's extent
+    lower_bound_bytes: int  # largest sum of buffers alive at one operator: no plan can be smaller
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _align(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def lifetimes(model) -> list[Lifetime]:
+    """Buffers the arena holds for subgraph 0 of an unpacked model (schema ModelT), as TFLM counts them:
+    graph inputs alive from operator 0, graph outputs to the last operator."""
+    schema = _schema()
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    graph = model.subgraphs[0]
+    last_op = len(graph.operators) - 1
+
+    def constant(i: int) -> bool:
+        data = model.buffers[graph.tensors[i].buffer].data
+        return data is not None and len(data) > 0
+
+    first: dict[int, int] = {i: 0 for i in graph.inputs}
+    last: dict[int, int] = {}
+    for k, op in enumerate(graph.operators):
+        for i in op.inputs:
+            if i >= 0 and not constant(i):
+                first.setdefault(i, k)
+                last[i] = k
+        for i in op.outputs:
+            first.setdefault(i, k)
+            last.setdefault(i, k)
+    for i in graph.outputs:
+        last[i] = last_op
+    spans = []
+    for i in sorted(first):
+        tensor = graph.tensors[i]
+        size = int(np.prod(tensor.shape)) * _ITEM_BYTES[type_names[tensor.type]] if tensor.shape is not None else 0
+        if size > 0:
+            spans.append(Lifetime(i, _align(size), first[i], last.get(i, first[i])))
+    return spans
+
+
+def _first_fit(order: list[Lifetime]) -> dict[int, int]:
+    placed: list[tuple[Lifetime, int]] = []
+    offsets: dict[int, int] = {}
+    for span in order:
+        taken = sorted((offset, offset + other.size) for other, offset in placed if other.overlaps(span))
+        offset = 0
+        for start, end in taken:
+            if offset + span.size <= start:
+                break
+            offset = max(offset, end)
+        offsets[span.tensor] = offset
+        placed.append((span, offset))
+    return offsets
+
+
+def plan_memory(spans: list[Lifetime]) -> MemoryPlan:
+    """First fit in a few orders (largest first, earliest first, longest-lived first); the smallest head wins."""
+    ops = range(max((s.last_op for s in spans), default=-1) + 1)
+    lower = max((sum(s.size for s in spans if s.first_op <= k <= s.last_op) for k in ops), default=0)
+    orders = [
+        sorted(spans, key=lambda s: (-s.size, s.first_op, s.tensor)),
+        sorted(spans, key=lambda s: (s.first_op, -s.size, s.tensor)),
+        sorted(spans, key=lambda s: (-(s.last_op - s.first_op), -s.size, s.tensor)),
+        sorted(spans, key=lambda s: (-s.size * (s.last_op - s.first_op + 1), s.tensor)),
+    ]
+    best: dict[int, int] | None = None
+    best_head = 0
+    sizes = {s.tensor: s.size for s in spans}
+    for order in orders:
+        offsets = _first_fit(order)
+        head = max((offsets[t] + sizes[t] for t in offsets), default=0)
+        if best is None or head < best_head:
+            best, best_head = offsets, head
+    return MemoryPlan(best or {}, best_head, lower)
+
+
+class _AlignedBuffer:
+    """Packs a schema BufferT with its data 16-byte aligned, as the TFLite converter writes it (the
+    generated object API aligns bytes to 1, which would leave int32 biases and weights unaligned)."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def Pack(self, builder):
+        schema = _schema()
+        data = self.buffer.data
+        vector = None
+        if data is not None:
+            payload = np.asarray(data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), BUFFER_DATA_ALIGNMENT)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head:builder.head + len(payload)] = payload
+            vector = builder.EndVector()
+        schema.BufferStart(builder)
+        if vector is not None:
+            schema.BufferAddData(builder, vector)
+        if self.buffer.offset:
+            schema.BufferAddOffset(builder, self.buffer.offset)
+            schema.BufferAddSize(builder, self.buffer.size)
+        return schema.BufferEnd(builder)
+
+
+def with_offline_memory_plan(flatbuffer: bytes) -> tuple[bytes, MemoryPlan]:
+    """The flatbuffer with an OfflineMemoryAllocation entry for subgraph 0 (replacing any earlier one)."""
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    if len(model.subgraphs) != 1:
+        raise ValueError("an offline memory plan is written for single-subgraph models only")
+    plan = plan_memory(lifetimes(model))
+    tensors = len(model.subgraphs[0].tensors)
+    entry = np.full(3 + tensors, -1, dtype="<i4")
+    entry[:3] = (0, 0, tensors)
+    for tensor, offset in plan.offsets.items():
+        entry[3 + tensor] = offset
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(entry.tobytes(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    metadata = schema.MetadataT()
+    metadata.name = METADATA_NAME
+    metadata.buffer = len(model.buffers) - 1
+    model.metadata.append(metadata)
+    model.buffers = [_AlignedBuffer(b) for b in model.buffers]
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output()), plan
