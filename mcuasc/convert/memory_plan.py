@@ -7,18 +7,17 @@ of int32 [version 0, subgraph 0, n tensors, offset of tensor 0 … n−1 in byte
 head, −1 for tensors left to the runtime]. Here the offsets come from first-fit placements in several orders,
 the smallest kept; two buffers may share bytes only when no operator has both alive (an operator's inputs and
 outputs are alive together). TFLite ignores the entry, so the reference interpreter runs the same flatbuffer.
+mcuasc.convert.finalize writes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import flatbuffers
 import numpy as np
 
 METADATA_NAME = "OfflineMemoryAllocation"
 ALIGNMENT = 16  # TFLM aligns every arena buffer to 16 bytes (kBufferAlignment)
-BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
 _ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
                "INT8": 1, "FLOAT64": 8, "UINT32": 4, "UINT16": 2}
 
@@ -122,53 +121,11 @@ def plan_memory(spans: list[Lifetime]) -> MemoryPlan:
     return MemoryPlan(best or {}, best_head, lower)
 
 
-class _AlignedBuffer:
-    """Packs a schema BufferT with its data 16-byte aligned, as the TFLite converter writes it (the
-    generated object API aligns bytes to 1, which would leave int32 biases and weights unaligned)."""
-
-    def __init__(self, buffer):
-        self.buffer = buffer
-
-    def Pack(self, builder):
-        schema = _schema()
-        data = self.buffer.data
-        vector = None
-        if data is not None:
-            payload = np.asarray(data, dtype=np.uint8).tobytes()
-            builder.StartVector(1, len(payload), BUFFER_DATA_ALIGNMENT)
-            builder.head -= len(payload)
-            builder.Bytes[builder.head:builder.head + len(payload)] = payload
-            vector = builder.EndVector()
-        schema.BufferStart(builder)
-        if vector is not None:
-            schema.BufferAddData(builder, vector)
-        if self.buffer.offset:
-            schema.BufferAddOffset(builder, self.buffer.offset)
-            schema.BufferAddSize(builder, self.buffer.size)
-        return schema.BufferEnd(builder)
-
-
-def with_offline_memory_plan(flatbuffer: bytes) -> tuple[bytes, MemoryPlan]:
-    """The flatbuffer with an OfflineMemoryAllocation entry for subgraph 0 (replacing any earlier one)."""
-    schema = _schema()
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    if len(model.subgraphs) != 1:
-        raise ValueError("an offline memory plan is written for single-subgraph models only")
-    plan = plan_memory(lifetimes(model))
+def offline_plan_entry(model, plan: MemoryPlan) -> np.ndarray:
+    """The OfflineMemoryAllocation buffer's int32 values for subgraph 0 of `model`."""
     tensors = len(model.subgraphs[0].tensors)
     entry = np.full(3 + tensors, -1, dtype="<i4")
-    entry[:3] = (0, 0, tensors)
+    entry[:3] = (0, 0, tensors)  # format version, subgraph, number of offsets
     for tensor, offset in plan.offsets.items():
         entry[3 + tensor] = offset
-    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()]
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(entry.tobytes(), dtype=np.uint8)
-    model.buffers.append(buffer)
-    metadata = schema.MetadataT()
-    metadata.name = METADATA_NAME
-    metadata.buffer = len(model.buffers) - 1
-    model.metadata.append(metadata)
-    model.buffers = [_AlignedBuffer(b) for b in model.buffers]
-    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), plan
+    return entry

@@ -26,7 +26,7 @@ from mcuasc import __version__
 from mcuasc.checkpoint import load_checkpoint
 from mcuasc.convert import analysis
 from mcuasc.convert.manifest import Manifest, TensorQuantization, manifest_path
-from mcuasc.convert.memory_plan import with_offline_memory_plan
+from mcuasc.convert.finalize import finalize
 from mcuasc.convert.onnx_export import OPSET, export_onnx
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import Clip, TauDataset
@@ -204,8 +204,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                 shutil.copyfile(log_tmp, targets["log"])
             raise
         float_flatbuffer = (work / "model_float32.tflite").read_bytes()
-        # TFLM's online planner leaves the arena ≈ 1.5× the buffers' true peak on BC-ResNet: plan offline.
-        int8_flatbuffer, memory_plan = with_offline_memory_plan((work / "model_int8.tflite").read_bytes())
+        # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, an offline memory plan.
+        int8_flatbuffer, memory_plan = finalize((work / "model_int8.tflite").read_bytes())
 
         say("checking the converted graph")
         float_interpreter = analysis.reference_interpreter(float_flatbuffer)
