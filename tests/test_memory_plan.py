@@ -36,3 +36,10 @@ def test_random_lifetimes_never_overlap():
             first = int(rng.integers(0, 40))
             spans.append(Lifetime(t, int(rng.integers(1, 64)) * ALIGNMENT, first, first + int(rng.integers(0, 6))))
         _assert_valid(spans, plan_memory(spans))
+
+
+def test_in_place_aliases_share_their_buffers_offset():
+    spans = [Lifetime(0, 1024, 0, 3, aliases=(5, 6)), Lifetime(1, 512, 1, 2), Lifetime(2, 1024, 3, 4)]
+    plan = plan_memory(spans)
+    _assert_valid(spans, plan)
+    assert plan.offsets[5] == plan.offsets[6] == plan.offsets[0]
