@@ -204,8 +204,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                 shutil.copyfile(log_tmp, targets["log"])
             raise
         float_flatbuffer = (work / "model_float32.tflite").read_bytes()
-        # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, an offline memory plan.
-        int8_flatbuffer, memory_plan = finalize((work / "model_int8.tflite").read_bytes())
+        # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, SubSpectralNorm's
+        # constants per band, an offline memory plan; the int8 arithmetic stays exactly the converter's.
+        finalized = finalize((work / "model_int8.tflite").read_bytes())
+        int8_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
 
         say("checking the converted graph")
         float_interpreter = analysis.reference_interpreter(float_flatbuffer)
@@ -281,7 +283,9 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
                    "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
                    "activations": "int8 per-tensor",
-                   "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation)",
+                   "rewrites": {"bias_tensors_without_quantization": finalized.bias_tensors_without_quantization,
+                                "band_constants": finalized.band_constants},
+                   "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation), element-wise ops in place",
                                    "activation_bytes": memory_plan.head_bytes,
                                    "lower_bound_bytes": memory_plan.lower_bound_bytes}},
             tools=_tool_versions(),
