@@ -125,9 +125,9 @@ def test_tflm_runs_the_model_in_the_measured_arena_bit_exact_with_the_reference(
     for x in features:
         assert np.array_equal(analysis.tflm_invoke(tflm, x), analysis.invoke(reference, x))
     # The offline memory plan is what TFLM used: the arena holds the plan's activations plus TFLM's own
-    # bookkeeping, which is far less than the online planner's excess on this model.
+    # bookkeeping (≈ 50 KB for the student's ~170 operators on this 64-bit host).
     plan = m.graph["memory_plan"]
-    assert plan["lower_bound_bytes"] <= plan["activation_bytes"] < m.tflm_arena_bytes < 1.2 * plan["activation_bytes"]
+    assert plan["lower_bound_bytes"] <= plan["activation_bytes"] < m.tflm_arena_bytes < plan["activation_bytes"] + 64 * 1024
 
 
 @pytest.mark.slow
