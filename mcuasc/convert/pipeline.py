@@ -26,6 +26,7 @@ from mcuasc import __version__
 from mcuasc.checkpoint import load_checkpoint
 from mcuasc.convert import analysis
 from mcuasc.convert.manifest import Manifest, TensorQuantization, manifest_path
+from mcuasc.convert.finalize import finalize
 from mcuasc.convert.onnx_export import OPSET, export_onnx
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import Clip, TauDataset
@@ -203,7 +204,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                 shutil.copyfile(log_tmp, targets["log"])
             raise
         float_flatbuffer = (work / "model_float32.tflite").read_bytes()
-        int8_flatbuffer = (work / "model_int8.tflite").read_bytes()
+        # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, SubSpectralNorm's
+        # constants per band, an offline memory plan; the int8 arithmetic stays exactly the converter's.
+        finalized = finalize((work / "model_int8.tflite").read_bytes())
+        int8_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
 
         say("checking the converted graph")
         float_interpreter = analysis.reference_interpreter(float_flatbuffer)
@@ -285,7 +289,12 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             graph={"onnx_opset": OPSET, "op_count": len(ops), "float_check_relative_error": error,
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
                    "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
-                   "activations": "int8 per-tensor"},
+                   "activations": "int8 per-tensor",
+                   "rewrites": {"bias_tensors_without_quantization": finalized.bias_tensors_without_quantization,
+                                "band_constants": finalized.band_constants},
+                   "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation), element-wise ops in place",
+                                   "activation_bytes": memory_plan.head_bytes,
+                                   "lower_bound_bytes": memory_plan.lower_bound_bytes}},
             tools=_tool_versions(),
             hashes={"checkpoint": _sha256(checkpoint_path), "onnx": _sha256(onnx_tmp),
                     "tflite": hashlib.sha256(int8_flatbuffer).hexdigest()},

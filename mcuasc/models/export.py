@@ -8,6 +8,9 @@
   than ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel).
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
   split or transpose in the graph.
+- BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
+  one conv straight from the input plus the norm's statistics computed from the input too (StemNormExpand):
+  the stem's wide output (2c channels at full resolution, the model's largest tensor) is never formed.
 The result computes the same function as the model in eval mode (tested to float tolerance).
 """
 
@@ -85,6 +88,81 @@ class ResidualNormExport(nn.Module):
         variance = F.relu(self.mean(x * x) - mean * mean)  # ≥ 0 also after int8 rounding
         inverse_std = torch.rsqrt(variance + self.eps)
         return x * (inverse_std + self.lam) - mean * inverse_std
+
+
+class StemNormExpand(nn.Module):
+    """expand_bn(expand(ResidualNorm(stem(x)))) without ever forming stem(x), exactly.
+
+    The stem is a conv with bias and no activation, so every stem channel is an affine function of the input
+    patch p̃ = [p; 1]: x_c = a_c·p̃. With the norm's statistics per frequency over channels c and time t,
+    mean m = E[x] and σ² = E[(x − m)²], the norm is x·(λ + 1/σ) − m/σ and the expand conv W after it gives
+        W·RN(x) = (λ + 1/σ)·(W·x) − (m/σ)·(W·1),   W·x = (W·A)·p̃:
+    one conv of the input to the block's (narrower) width. σ² splits into the spread over channels at each
+    (f, t), E_c[(x_c − x̄)²] = Σ_k λ_k (u_k·p̃)² with (λ_k, u_k) the eigenpairs of the channel-centred Gram matrix
+    of A (rank ≤ patch size + 1), and the spread of the channel mean x̄ = ā·p̃ over time. Both are sums of
+    squares (no E[x²] − m² cancellation in int8), and the widest temporary is the K ≤ 26-channel projection
+    instead of the 2c-channel stem output."""
+
+    def __init__(self, stem: nn.Conv2d, norm: ResidualNorm, expand: nn.Conv2d, expand_bn: nn.BatchNorm2d, frames: int):
+        super().__init__()
+        self.lam, self.eps, self.frames = norm.lam, norm.eps, frames
+        conv_args = dict(kernel_size=stem.kernel_size, stride=stem.stride, padding=stem.padding)
+        in_channels = stem.in_channels
+        weight = stem.weight.detach().double().flatten(1)
+        bias = stem.bias.detach().double() if stem.bias is not None else torch.zeros(stem.out_channels, dtype=torch.float64)
+        affine = torch.cat([weight, bias[:, None]], dim=1)  # (C, patch + 1): x_c = a_c·p̃
+        mean_row = affine.mean(dim=0)
+        centred = affine - mean_row
+        eigenvalues, eigenvectors = torch.linalg.eigh(centred.T @ centred / affine.shape[0])
+        keep = eigenvalues > eigenvalues.max() * 1e-9  # the Gram matrix's rank: the rest are rounding
+        eigenvalues, eigenvectors = eigenvalues[keep], eigenvectors[:, keep]
+
+        def conv_from(rows: torch.Tensor) -> nn.Conv2d:
+            conv = nn.Conv2d(in_channels, rows.shape[0], **conv_args, bias=True)
+            conv.weight = nn.Parameter(rows[:, :-1].reshape(rows.shape[0], *stem.weight.shape[1:]).float())
+            conv.bias = nn.Parameter(rows[:, -1].float().clone())
+            return conv
+
+        self.projection = conv_from(eigenvectors.T)  # u_k·p̃
+        self.spread = nn.Conv2d(eigenvalues.numel(), 1, 1, bias=False)  # Σ_k λ_k (u_k·p̃)²
+        self.spread.weight = nn.Parameter(eigenvalues.float().view(1, -1, 1, 1))
+        self.channel_mean = conv_from(mean_row[None])  # x̄ = ā·p̃
+        scale, shift = bn_scale_shift(expand_bn)
+        expand_weight = expand.weight.detach().double().flatten(1)  # (out, C)
+        if expand.bias is not None:
+            raise ValueError("StemNormExpand expects the expand conv without bias (its BN carries the shift)")
+        self.expanded = conv_from(scale.double()[:, None] * (expand_weight @ affine))  # γ'·W·x
+        # −(m/σ)·γ'·(W·1) + β' as a 1×1 conv of the (1, 1, F, 1) map m/σ.
+        self.mean_term = nn.Conv2d(1, expand.out_channels, 1, bias=True)
+        self.mean_term.weight = nn.Parameter((-scale.double() * expand_weight.sum(dim=1)).float().view(-1, 1, 1, 1))
+        self.mean_term.bias = nn.Parameter(shift.float().clone())
+
+    def time_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, (1, self.frames))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projected = self.projection(x)
+        channel_mean = self.channel_mean(x)
+        mean = self.time_mean(channel_mean)
+        drift = channel_mean - mean
+        variance = self.time_mean(self.spread(projected * projected) + drift * drift)
+        inverse_std = torch.rsqrt(variance + self.eps)
+        return self.expanded(x) * (inverse_std + self.lam) + self.mean_term(mean * inverse_std)
+
+
+def _fuse_stem_into_first_block(model: nn.Module, shapes: dict[nn.Module, torch.Size]) -> None:
+    """BC-ResNet: stem → first transition block's norm and expand conv as one StemNormExpand, when the stem
+    is a plain conv (no activation) feeding that block directly."""
+    from mcuasc.models.bcresnet import TransitionBlock
+
+    stem, blocks = getattr(model, "stem", None), getattr(model, "blocks", None)
+    first = next(iter(blocks.children()), None) if isinstance(blocks, nn.Sequential) else None
+    if not (isinstance(stem, nn.Conv2d) and isinstance(first, TransitionBlock) and isinstance(first.residual_norm, ResidualNorm)
+            and isinstance(first.expand_bn, nn.BatchNorm2d) and stem.groups == 1):
+        return
+    frames = shapes[first.residual_norm][3]
+    model.stem = StemNormExpand(stem, first.residual_norm, first.expand, first.expand_bn, frames)
+    first.residual_norm, first.expand, first.expand_bn = nn.Identity(), nn.Identity(), nn.Identity()
 
 
 class CoordinateAttentionExport(nn.Module):
@@ -185,6 +263,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
     if without_input_norm and input_residual_norm(model) is not None:
         model.input_norm = nn.Identity()
     shapes = _input_shapes(model, input_shape, (SubSpectralNorm, ResidualNorm))
+    _fuse_stem_into_first_block(model, shapes)
     for module in list(model.modules()):
         # BC-ResNet's frequency depthwise conv feeds its SubSpectralNorm directly.
         conv, ssn = getattr(module, "frequency_conv", None), getattr(module, "ssn", None)
