@@ -56,7 +56,8 @@ def main() -> None:
                 f"{fid['float_log_loss']:.3f} → {fid['int8_log_loss']:.3f}", f"{100 * fid['agreement']:.0f} %",
                 len(m.ops), f"{m.flatbuffer_bytes:,}", f"{m.tflm_arena_bytes:,}",
                 f"{budget.total('RAM'):,} / {budget.spare('RAM'):,}",
-                "yes" if not project.refusals else "no: " + "; ".join(r.split(",")[0] for r in project.refusals),
+                "yes" if not project.refusals else "no (" + ", ".join(
+                    "sample rate" if "microphone" in r else r.split(" needs")[0] for r in project.refusals) + ")",
                 f"{train_seconds:.0f}",
             ])
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs.\n")

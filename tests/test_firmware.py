@@ -182,7 +182,8 @@ def test_emulated_firmware_self_test_passes_and_matches_simulate(deployed, tmp_p
     out = tmp_path / "fw"
     result = generate_firmware("mps2-an386", out, directory=deployed)
     pcm = np.stack([result.project.self_test.pcm, np.roll(result.project.self_test.pcm, 4000)])
-    report = emulate(out, tflm_dir=tree, kernels="reference", pcm_clips=pcm)
+    # MCUASC_TFLM_LIB: a libtflm.a already built for the Cortex-M4 with the reference kernels (else TFLM is compiled).
+    report = emulate(out, tflm_dir=tree, kernels="reference", tflm_lib=os.environ.get("MCUASC_TFLM_LIB"), pcm_clips=pcm)
     assert report.self_test_passed, report.output
     assert report.self_test.logits == tuple(result.project.self_test.logits.tolist())
     assert report.clips_match_simulate and len(report.clips) == 2

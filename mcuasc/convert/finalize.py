@@ -256,3 +256,14 @@ def finalize(flatbuffer: bytes) -> Finalized:
     rewritten = _pack(model, len(flatbuffer))
     _check_same_outputs(flatbuffer, rewritten)
     return Finalized(rewritten, plan, biases, bands)
+
+
+def without_memory_plan(flatbuffer: bytes) -> bytes:
+    """The same model without its offline memory plan: for runs that keep every intermediate tensor (the plan lets
+    in-place ops overwrite their inputs, and TFLM's preserve-all mode cannot honour it)."""
+    model = _schema().ModelT.InitFromPackedBuf(flatbuffer, 0)
+    names = [m.name for m in (model.metadata or [])]
+    if METADATA_NAME.encode() not in names and METADATA_NAME not in names:
+        return flatbuffer
+    model.metadata = [m for m in model.metadata if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    return _pack(model, len(flatbuffer))

@@ -123,6 +123,10 @@ class OperatorComparer:
     """Both engines with every intermediate tensor kept; built on the first mismatch, then reused."""
 
     def __init__(self, reference_flatbuffer: bytes, tflm_flatbuffer: bytes, arena_bytes: int):
+        from mcuasc.convert.finalize import without_memory_plan
+
+        # Every tensor kept: no offline plan letting in-place ops overwrite what is compared.
+        reference_flatbuffer, tflm_flatbuffer = without_memory_plan(reference_flatbuffer), without_memory_plan(tflm_flatbuffer)
         self.reference = analysis.reference_interpreter(reference_flatbuffer, preserve_all_tensors=True)
         tensor_bytes = sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in self.reference.get_tensor_details())
         self.tflm = _tflm_preserving(tflm_flatbuffer, max(arena_bytes, 2 * tensor_bytes + (64 << 10)))
