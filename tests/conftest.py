@@ -79,7 +79,7 @@ def converted_student(trained_student, student_scenes, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def deployed_student(converted_student, tmp_path_factory):
+def deployed(converted_student, tmp_path_factory):
     """A folder as a user has it after `mcuasc convert`: the manifest and the int8 flatbuffer, nothing else."""
     import shutil
 
@@ -87,3 +87,11 @@ def deployed_student(converted_student, tmp_path_factory):
     shutil.copy(converted_student.out_dir / converted_student.manifest.files["tflite"], folder)
     shutil.copy(converted_student.manifest_path, folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def deployment(deployed):
+    """What simulate and gen-firmware resolve in that folder."""
+    from mcuasc.simulate import load_deployment
+
+    return load_deployment(directory=deployed)

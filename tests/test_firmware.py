@@ -24,16 +24,6 @@ pytestmark = pytest.mark.slow  # every test here needs the converted student
 
 
 @pytest.fixture(scope="module")
-def deployed(deployed_student):
-    return deployed_student
-
-
-@pytest.fixture(scope="module")
-def deployment(deployed):
-    return load_deployment(directory=deployed)
-
-
-@pytest.fixture(scope="module")
 def project(deployment):
     require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     return render_project(deployment, load_board("nrf52840"))

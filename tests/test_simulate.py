@@ -26,16 +26,6 @@ pytestmark = pytest.mark.slow  # every test here needs the converted student
 
 
 @pytest.fixture(scope="module")
-def deployed(deployed_student):
-    return deployed_student
-
-
-@pytest.fixture(scope="module")
-def deployment(deployed):
-    return load_deployment(directory=deployed)
-
-
-@pytest.fixture(scope="module")
 def simulator(deployment):
     require_tool("gcc", "gcc")
     return Simulator(deployment)
