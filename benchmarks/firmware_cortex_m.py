@@ -18,16 +18,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from _common import machine, markdown_table
-from mcuasc.audio import fit_to_clip, read_wav
 from mcuasc.boards import load_board
 from mcuasc.convert import convert
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
 from mcuasc.firmware import generate_firmware
-from mcuasc.firmware.emulate import emulate
+from mcuasc.firmware.emulate import emulate, firmware_deployment, read_clips
 from mcuasc.train import recipe_for, train
 
 REAL_TIME_GOAL = 32_000_000  # front end + inference per 1-s clip, Cortex-M4 instructions (≤ 50 % of 64 MHz)
@@ -56,9 +53,8 @@ def main() -> None:
             config = dataclasses.replace(recipe_for(name), epochs=args.epochs, batch_size=8)
             train(work / "scenes", config, work / f"{name}.pt")
             result = convert(work / f"{name}.pt", work / name, data=work / "scenes")
-            cfg = result.manifest.frontend
             firmware = generate_firmware("mps2-an386", work / f"{name}-fw", manifest=result.manifest_path).out_dir
-            pcm = np.stack([fit_to_clip(read_wav(c.path, cfg.sample_rate).samples, cfg.clip_samples)[0] for c in clips])
+            pcm = read_clips(firmware_deployment(firmware)[1], [c.path for c in clips])
             for kernels in ("reference", "cmsis_nn"):
                 report = emulate(firmware, tflm_dir=tree, kernels=kernels, tflm_lib=libs.get(kernels), pcm_clips=pcm)
                 runs = [report.self_test, *report.clips]

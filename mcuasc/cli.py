@@ -377,21 +377,10 @@ def emulate(
     """Build the mps2-an386 firmware against a TFLM tree and run it under qemu-system-arm: the boot self-test must
     pass and the logits on every clip must equal simulate's; prints instructions per stage (QEMU -icount).
     Exit 0 when all of it holds, 1 otherwise, 2 on bad input."""
-    from mcuasc.audio import fit_to_clip, read_wav
     from mcuasc.firmware.emulate import emulate as run_emulation
-    from mcuasc.firmware.generate import DESCRIPTION_FILE
+    from mcuasc.firmware.emulate import firmware_deployment, read_clips
 
-    pcm = None
-    if audio:
-        try:
-            description = json.loads((firmware / DESCRIPTION_FILE).read_text(encoding="utf-8"))
-            rate = int(description["sample_rate"])
-        except (OSError, ValueError, KeyError):
-            raise InputError(f"{firmware} is not a folder mcuasc gen-firmware wrote; pass one.") from None
-        import numpy as np
-
-        clip_samples = int(round(rate * 1.0))
-        pcm = np.stack([fit_to_clip(read_wav(path, rate).samples, clip_samples)[0] for path in audio])
+    pcm = read_clips(firmware_deployment(firmware)[1], audio) if audio else None
     with err.status(f"building the firmware against TFLM ({kernels} kernels) and running it under QEMU…"):
         report = run_emulation(firmware, tflm_dir=tflm_dir, kernels=kernels, tflm_lib=tflm_lib, pcm_clips=pcm)
     table = Table("clip", "scene", "int8 logits", "== simulate", "front end instr.", "model instr.",
@@ -468,7 +457,7 @@ def simulate_command(
 
 
 def _print_simulation(deployment, results, csv_path: Optional[Path]) -> None:
-    from mcuasc.simulate.report import stage_seconds, summarize
+    from mcuasc.simulate.report import mismatch_lines, stage_seconds, summarize
 
     m = deployment.manifest
     engines = f"{deployment.model_path.name} on TFLite reference kernels and TFLM; C front end {deployment.frontend_origin}"
@@ -501,12 +490,8 @@ def _print_simulation(deployment, results, csv_path: Optional[Path]) -> None:
         for r in results:
             if r.error is not None:
                 err.print(f"[bold red]unreadable:[/] {escape(r.error)}", highlight=False)
-    for r in results:
-        for i, w in enumerate(r.windows):
-            for divergence in (w.feature_divergence, w.operator_divergence):
-                if divergence is not None:
-                    where = f" window {i} ({w.start_seconds:g} s)" if len(r.windows) > 1 else ""
-                    out.print(f"[bold red]mismatch[/] {escape(r.source.path.name)}{where}: {escape(divergence.describe())}", highlight=False)
+    for line in mismatch_lines(results):
+        out.print(f"[bold red]mismatch[/] {escape(line)}", highlight=False)
     if csv_path is not None:
         out.print(f"CSV: {csv_path}")
     checked = [r for r in results if r.error is None]

@@ -109,6 +109,7 @@ def generate_firmware_for_board(report: DemoReport, console: Console, board: str
 def simulate_student(report: DemoReport, console: Console) -> None:
     """Stage 5: the street clip and the validation split through both front ends and both interpreters."""
     from mcuasc.simulate import load_deployment, resolve_clips, simulate_many, summarize
+    from mcuasc.simulate.report import mismatch_lines
 
     deployment = load_deployment(manifest=report.manifest, firmware=report.firmware)
     split = report.out_dir / "scenes" / "evaluation_setup" / "fold1_evaluate.csv"
@@ -127,11 +128,8 @@ def simulate_student(report: DemoReport, console: Console) -> None:
                   f"{100 * overall.accuracy:.1f} %" if overall.accuracy is not None else "—", results[0].predicted,
                   f"{seconds:.1f} s")
     console.print(table)
-    for r in results:
-        for w in r.windows:
-            for divergence in (w.feature_divergence, w.operator_divergence):
-                if divergence is not None:
-                    console.print(f"[red]mismatch[/] {r.source.path.name}: {divergence.describe()}")
+    for line in mismatch_lines(results):
+        console.print(f"[red]mismatch[/] {line}")
     console.print(f"the same check from the shell: cd {report.out_dir} && mcuasc simulate {report.clip.name} "
                   f"--firmware {report.firmware.name if report.firmware else ''}")
 

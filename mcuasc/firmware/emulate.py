@@ -7,7 +7,6 @@ stage cannot run (the tests that need it say so and skip).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -18,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mcuasc.audio import fit_to_clip, read_wav
 from mcuasc.emulator import run_elf
 from mcuasc.errors import InputError, ToolError
-from mcuasc.firmware.generate import DESCRIPTION_FILE, FORMAT
-from mcuasc.simulate import Simulator, load_deployment
+from mcuasc.firmware.generate import read_description
+from mcuasc.simulate import Deployment, Simulator, load_deployment
 
 KERNELS = ("cmsis_nn", "reference")
 RESULT_LINE = re.compile(r"scene (\w+) \| int8 logits ([-\d,]+) \| front end (\d+) (\w+), model (\d+) \w+")
@@ -64,17 +64,25 @@ class EmulationReport:
         return tuple(c.logits for c in self.clips) == self.expected_clip_logits
 
 
-def _firmware_description(firmware_dir: Path) -> dict:
-    try:
-        description = json.loads((firmware_dir / DESCRIPTION_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        description = None
-    if not isinstance(description, dict) or description.get("format") != FORMAT:
+def firmware_deployment(firmware_dir: str | Path) -> tuple[dict, Deployment]:
+    """The description of an mps2-an386 folder gen-firmware wrote, and the deployment it was generated from."""
+    firmware_dir = Path(firmware_dir)
+    description = read_description(firmware_dir)
+    if description is None:
         raise InputError(f"{firmware_dir} is not a folder mcuasc gen-firmware wrote; pass one (--board mps2-an386).")
     if description.get("board") != "mps2-an386":
         raise InputError(f"{firmware_dir} is firmware for {description.get('board')}; only mps2-an386 runs under QEMU. "
                          "Generate it with mcuasc gen-firmware --board mps2-an386.")
-    return description
+    manifest = firmware_dir / (description.get("manifest_path") or description["manifest"])
+    if not manifest.is_file():
+        raise InputError(f"the manifest {manifest} the firmware was generated from is gone; regenerate the firmware.")
+    return description, load_deployment(manifest=manifest)
+
+
+def read_clips(deployment: Deployment, paths: list[str | Path]) -> np.ndarray:
+    """(clips, clip_samples) int16 from WAV files, at the deployed front end's rate and clip length."""
+    cfg = deployment.manifest.frontend
+    return np.stack([fit_to_clip(read_wav(path, cfg.sample_rate).samples, cfg.clip_samples)[0] for path in paths])
 
 
 def build_firmware(firmware_dir: Path, tflm_dir: Path, kernels: str = "cmsis_nn", jobs: int = 2,
@@ -111,18 +119,13 @@ def emulate(firmware_dir: str | Path, *, tflm_dir: str | Path | None = None, ker
     """Build the firmware against TFLM, run it under QEMU with pcm_clips (clips, clip_samples) as audio.pcm, and
     simulate the same clips on the host for the logits the device must give."""
     firmware_dir = Path(firmware_dir)
-    description = _firmware_description(firmware_dir)
+    _, deployment = firmware_deployment(firmware_dir)
     tree = tflm_dir_from(tflm_dir)
     elf = build_firmware(firmware_dir, tree, kernels, tflm_lib=Path(tflm_lib) if tflm_lib else None)
-    manifest = firmware_dir / (description.get("manifest_path") or description["manifest"])
-    deployment = load_deployment(manifest=manifest) if manifest.is_file() else None
     expected: list[tuple[int, ...]] = []
     with tempfile.TemporaryDirectory(prefix="mcuasc-emulate-") as tmp:
         if pcm_clips is not None and len(pcm_clips):
             np.ascontiguousarray(pcm_clips, dtype="<i2").tofile(Path(tmp) / "audio.pcm")
-            if deployment is None:
-                raise InputError(f"the manifest {manifest} the firmware was generated from is gone; regenerate the "
-                                 "firmware so the clips can be simulated for comparison.")
             simulator = Simulator(deployment)
             expected = [tuple(int(v) for v in w.logits_tflm) for w in simulator.run_pcm(np.asarray(pcm_clips, np.int16))]
         try:

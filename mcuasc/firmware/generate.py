@@ -180,7 +180,8 @@ def render_project(deployment: Deployment, board: Board, *, test_clip: str | Pat
     return FirmwareProject(board, deployment, files, budget, self_test, tuple(refusals))
 
 
-def _owned_by_us(out_dir: Path) -> dict | None:
+def read_description(out_dir: Path) -> dict | None:
+    """The mcuasc-firmware.json of a folder gen-firmware wrote; None for any other folder."""
     try:
         description = json.loads((out_dir / DESCRIPTION_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -190,7 +191,7 @@ def _owned_by_us(out_dir: Path) -> dict | None:
 
 def write_project(project: FirmwareProject, out_dir: Path, *, force: bool = False) -> None:
     """Write into a new or empty folder, or one gen-firmware wrote (its stale files removed); else refuse unless force."""
-    previous = _owned_by_us(out_dir) if out_dir.is_dir() else None
+    previous = read_description(out_dir) if out_dir.is_dir() else None
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a folder; choose another --out.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and previous is None and not force:

@@ -47,6 +47,18 @@ def stage_seconds(results: Sequence[ClipResult]) -> dict[str, float]:
     return {stage: sum(r.timings.get(stage, 0.0) for r in results) for stage in STAGES}
 
 
+def mismatch_lines(results: Sequence[ClipResult]) -> list[str]:
+    """One sentence per divergence found: the file, the window (of long audio) and where the two sides part."""
+    lines = []
+    for r in results:
+        for i, w in enumerate(r.windows):
+            for divergence in (w.feature_divergence, w.operator_divergence):
+                if divergence is not None:
+                    where = f" window {i} ({w.start_seconds:g} s)" if len(r.windows) > 1 else ""
+                    lines.append(f"{r.source.path.name}{where}: {divergence.describe()}")
+    return lines
+
+
 CSV_COLUMNS = ("file", "window", "start_s", "label", "device", "predicted_window", "predicted_clip",
                "features_bit_exact", "logits_bit_exact", "logits_tflite_ref", "logits_tflm", "first_divergence", "error")
 

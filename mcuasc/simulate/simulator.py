@@ -75,10 +75,14 @@ class ClipResult:
     def bit_exact(self) -> bool:
         return self.error is None and self.features_bit_exact and self.logits_bit_exact
 
+    def dequantized_logits(self) -> np.ndarray:
+        """(windows, classes) reference logits as real values."""
+        logits = np.stack([w.logits_reference for w in self.windows]).astype(np.float64)
+        return self.output_scale * (logits - self.output_zero_point)
+
     def window_log_probabilities(self) -> np.ndarray:
         """(windows, classes) log-softmax of the dequantized reference logits."""
-        logits = np.stack([w.logits_reference for w in self.windows]).astype(np.float64)
-        return analysis.log_softmax(self.output_scale * (logits - self.output_zero_point))
+        return analysis.log_softmax(self.dequantized_logits())
 
     @property
     def log_probabilities(self) -> np.ndarray:
@@ -91,8 +95,7 @@ class ClipResult:
 
     def top(self, k: int = 3) -> list[tuple[str, float, float]]:
         """(label, dequantized logit averaged over windows, probability) for the k best scenes."""
-        logits = np.stack([w.logits_reference for w in self.windows]).astype(np.float64)
-        scores = (self.output_scale * (logits - self.output_zero_point)).mean(axis=0)
+        scores = self.dequantized_logits().mean(axis=0)
         lp = self.log_probabilities
         probabilities = np.exp(lp - lp.max())
         probabilities /= probabilities.sum()
