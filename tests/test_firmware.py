@@ -158,7 +158,7 @@ def test_simulate_compiles_the_firmwares_front_end_and_stays_bit_exact(deployed,
     assert clip_result.windows[0].logits_tflm.tolist() == result.project.self_test.logits.tolist()
 
 
-def test_emulated_firmware_self_test_passes_and_matches_simulate(deployed, tmp_path):
+def test_emulated_firmware_self_test_passes_and_matches_simulate(deployed, tmp_path, monkeypatch):
     """Needs a TFLM source tree (MCUASC_TFLM_DIR); TFLM's sources never enter this repository, so without one this
     test cannot run and says so."""
     import os
@@ -173,7 +173,8 @@ def test_emulated_firmware_self_test_passes_and_matches_simulate(deployed, tmp_p
     result = generate_firmware("mps2-an386", out, directory=deployed)
     pcm = np.stack([result.project.self_test.pcm, np.roll(result.project.self_test.pcm, 4000)])
     # MCUASC_TFLM_LIB: a libtflm.a already built for the Cortex-M4 with the reference kernels (else TFLM is compiled).
-    report = emulate(out, tflm_dir=tree, kernels="reference", tflm_lib=os.environ.get("MCUASC_TFLM_LIB"), pcm_clips=pcm)
+    monkeypatch.chdir(tmp_path)  # a relative firmware folder, as users type it
+    report = emulate("fw", tflm_dir=tree, kernels="reference", tflm_lib=os.environ.get("MCUASC_TFLM_LIB"), pcm_clips=pcm)
     assert report.self_test_passed, report.output
     assert report.self_test.logits == tuple(result.project.self_test.logits.tolist())
     assert report.clips_match_simulate and len(report.clips) == 2

@@ -104,7 +104,7 @@ def build_firmware(firmware_dir: Path, tflm_dir: Path, kernels: str = "cmsis_nn"
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise ToolError(f"building the firmware in {firmware_dir} against {tflm_dir} failed:\n{tail}")
-    return firmware_dir / build / "firmware.elf"
+    return (firmware_dir / build / "firmware.elf").resolve()  # QEMU runs in a temporary folder
 
 
 def _parse(output: str) -> tuple[list[DeviceResult], int | None]:
