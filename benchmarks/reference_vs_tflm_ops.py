@@ -23,7 +23,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from _common import machine, markdown_table
 from mcuasc.convert import analysis
-from mcuasc.simulate.localise import int8_mul_formula
+from mcuasc.convert.fixed_point import int8_mul_formula
 
 ELEMENTWISE = ("MUL", "ADD", "SUB")
 

@@ -14,6 +14,7 @@ import torch
 from conftest import mcuasc_command
 from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mcuasc.convert import analysis, convert, find_manifest, load_manifest
+from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
 from mcuasc.frontend import IntegerFrontend, preset
@@ -106,7 +107,16 @@ def test_student_graph_has_no_layout_ops(converted):
         source, target = (list(details[op[k][0]]["shape"]) for k in ("inputs", "outputs"))
         assert source[0] == target[0] == 1 and source[3] == target[3] and source[1] * source[2] == target[1] * target[2]
         assert 4 in (source[1], target[1])
-    assert "MEAN" not in m.ops  # averages are AVERAGE_POOL_2D, which CMSIS-NN accelerates
+    assert "MEAN" not in m.ops  # means are convolutions or AVERAGE_POOL_2D, which CMSIS-NN accelerates
+    # Depthwise convs are DEPTHWISE_CONV_2D (CMSIS-NN's conv takes no groups): no CONV_2D with one channel per group.
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            assert details[op["inputs"][1]]["shape"][3] == details[op["inputs"][0]]["shape"][3], op
+    # Every MUL's scales make TFLite (float32 multiplier) and TFLM (double) agree on all operand pairs.
+    assert m.graph["rewrites"]["muls_unaligned"] == []
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "MUL":
+            assert mul_engines_agree(*(details[i]["quantization"] for i in (*op["inputs"], *op["outputs"]))), op
     graph = onnx.load(out / m.files["onnx"])
     onnx.checker.check_model(graph)
     assert graph.opset_import[0].version == m.graph["onnx_opset"] == 17

@@ -52,17 +52,10 @@ def hostile_wavs(tmp_path_factory):
     return folder
 
 
-def _known_reference_deviation(divergence: dict | None) -> bool:
-    return bool(divergence) and divergence["op"] == "MUL" and divergence["follows_integer_formula"] == "tflm"
-
-
 def assert_interpreters_agree(results):
-    """TFLite-ref == TFLM on every window, except where TFLite's reference MUL kernel itself departs from TFLite's
-    integer formula and TFLM follows it: a 1-LSB upstream deviation on rare operand pairs of a broadcast MUL
-    (found by this very command), which simulate reports as a mismatch (exit 1) and names. Anything else fails."""
-    unexplained = [(r.source.path.name, w.operator_divergence) for r in results for w in r.windows
-                   if not w.logits_bit_exact and not _known_reference_deviation(
-                       w.operator_divergence.to_dict() if w.operator_divergence else None)]
+    """TFLite-ref == TFLM on every window. (TFLite derives a MUL's multiplier in float32, TFLM in double; convert
+    aligns every MUL's output scale so both derive the same one, see mcuasc.convert.finalize.)"""
+    unexplained = [(r.source.path.name, w.operator_divergence) for r in results for w in r.windows if not w.logits_bit_exact]
     assert unexplained == []
 
 
@@ -203,12 +196,12 @@ def test_cli_json_and_csv_for_many_clips(deployed, hostile_wavs, tmp_path):
                 "--jobs", "2", cwd=deployed)
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(lines) == 7 + 1
-    assert done.returncode == (0 if all(r["bit_exact"]["all"] for r in lines) else 1), done.stderr
+    assert done.returncode == 0, done.stderr
     for record in lines:
         assert record["bit_exact"]["features"]
         assert record["bit_exact"]["logits"] == (record["int8_logits"]["tflite_ref"] == record["int8_logits"]["tflm"])
         for window in record["windows"]:
-            assert window["bit_exact"]["logits"] or _known_reference_deviation(window["operator_divergence"])
+            assert window["bit_exact"]["logits"], window["operator_divergence"]
         assert record["predicted"] == record["top"][0]["label"]
         assert set(record["timings_s"]) >= {"frontend_numpy", "frontend_c", "tflite_ref", "tflm"}
     rows = list(csv.DictReader(table.open()))

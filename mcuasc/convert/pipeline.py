@@ -208,6 +208,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         # constants per band, an offline memory plan; the int8 arithmetic stays exactly the converter's.
         finalized = finalize((work / "model_int8.tflite").read_bytes())
         int8_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
+        if finalized.muls_unaligned:
+            notes.append(f"{len(finalized.muls_unaligned)} MUL operator(s) (#{', #'.join(map(str, finalized.muls_unaligned))} of the "
+                         "converter's graph) keep scales on which TFLite's reference kernels and TFLM can differ by one step; "
+                         "mcuasc simulate names such an operator when a clip reaches it")
 
         say("checking the converted graph")
         float_interpreter = analysis.reference_interpreter(float_flatbuffer)
@@ -291,7 +295,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                    "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
                    "activations": "int8 per-tensor",
                    "rewrites": {"bias_tensors_without_quantization": finalized.bias_tensors_without_quantization,
-                                "band_constants": finalized.band_constants},
+                                "band_constants": finalized.band_constants,
+                                "grouped_convs_as_depthwise": finalized.depthwise_convs,
+                                "mul_scales_aligned": finalized.mul_scales_aligned,
+                                "muls_unaligned": list(finalized.muls_unaligned)},
                    "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation), element-wise ops in place",
                                    "activation_bytes": memory_plan.head_bytes,
                                    "lower_bound_bytes": memory_plan.lower_bound_bytes}},

@@ -4,8 +4,14 @@
   becomes a 1×1 depthwise convolution (a CMSIS-NN fast path, unlike a broadcasting MUL + ADD).
 - SubSpectralNorm becomes a per-(channel, frequency) affine, one MUL and one ADD by constants (the converter
   works around onnx2tf 1.29 mis-transposing such constants, see mcuasc.convert.tf_worker).
-- Residual Normalization's means are average pools (over time) and a 1×1 convolution (over channels) rather
-  than ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel).
+- Means that int8 would otherwise take from an average pool are convolutions whose kernel spans the averaged
+  axes (Residual Normalization's means over channels and time):
+  an int8 pool keeps its input's scale, and a mean's range is much narrower than its input's (the mean of x²
+  by far), so it would get a few of the 256 steps; a convolution accumulates in int32 and requantizes to its
+  own calibrated range. Never ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel). BC-ResNet's head (1×1 conv,
+  then global average) averages first, so the logits get the conv's own range. (BC-ResNet's mean over frequency
+  stays a pool: as a depthwise (F, 1) conv it gained the student's logits 1.4 dB for 17 KB of flash and 5 KB of
+  arena.)
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
   split or transpose in the graph.
 - BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
@@ -23,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mcuasc.models.layers import ResidualNorm, SubSpectralNorm
+from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
 
@@ -56,8 +62,8 @@ class BandAffine(nn.Module):
 
 
 class ResidualNormExport(nn.Module):
-    """ResidualNorm with its means over channels and time as an average pool over time followed by a 1×1
-    convolution of weight 1/C (omitted when C = 1), never ReduceMean (TFLite MEAN, no CMSIS-NN kernel).
+    """ResidualNorm with its means over channels and time as one (1, T) convolution of weight 1/(C·T), never
+    ReduceMean (TFLite MEAN, no CMSIS-NN kernel) nor an average pool (which would keep its input's int8 scale).
 
     Two arrangements, chosen for int8:
     - on the network input (C = 1, features in dB far from zero) the centred form E[(x − mean)²] and
@@ -72,13 +78,7 @@ class ResidualNormExport(nn.Module):
         super().__init__()
         self.lam, self.eps, self.frames = norm.lam, norm.eps, frames
         self.centred = channels == 1
-        self.channel_mean: nn.Module = nn.Identity()
-        if channels > 1:
-            self.channel_mean = nn.Conv2d(channels, 1, 1, bias=False)
-            nn.init.constant_(self.channel_mean.weight, 1.0 / channels)
-
-    def mean(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channel_mean(F.avg_pool2d(x, (1, self.frames)))
+        self.mean = mean_conv(channels, frames)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = self.mean(x)
@@ -105,7 +105,8 @@ class StemNormExpand(nn.Module):
 
     def __init__(self, stem: nn.Conv2d, norm: ResidualNorm, expand: nn.Conv2d, expand_bn: nn.BatchNorm2d, frames: int):
         super().__init__()
-        self.lam, self.eps, self.frames = norm.lam, norm.eps, frames
+        self.lam, self.eps = norm.lam, norm.eps
+        self.time_mean = mean_conv(1, frames)
         conv_args = dict(kernel_size=stem.kernel_size, stride=stem.stride, padding=stem.padding)
         in_channels = stem.in_channels
         weight = stem.weight.detach().double().flatten(1)
@@ -136,9 +137,6 @@ class StemNormExpand(nn.Module):
         self.mean_term = nn.Conv2d(1, expand.out_channels, 1, bias=True)
         self.mean_term.weight = nn.Parameter((-scale.double() * expand_weight.sum(dim=1)).float().view(-1, 1, 1, 1))
         self.mean_term.bias = nn.Parameter(shift.float().clone())
-
-    def time_mean(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, (1, self.frames))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         projected = self.projection(x)
@@ -179,6 +177,32 @@ class CoordinateAttentionExport(nn.Module):
         along_frequency = self.activation(self.squeeze(self.time_average(x)))  # (B, mid, F, 1)
         along_time = self.activation(self.squeeze(self.frequency_average(x)))  # (B, mid, 1, T)
         return x * torch.sigmoid(self.attend_frequency(along_frequency)) * torch.sigmoid(self.attend_time(along_time))
+
+
+def mean_conv(channels: int, frames: int) -> nn.Conv2d:
+    """The mean over channels and time of a (B, C, F, T) map, (B, 1, F, 1), as one convolution."""
+    conv = nn.Conv2d(channels, 1, (1, frames), bias=False)
+    nn.init.constant_(conv.weight, 1.0 / (channels * frames))
+    return conv
+
+
+class PooledHead(nn.Module):
+    """BC-ResNet's head, a 1×1 conv then a global average, as the average then the conv (they commute): the
+    logits get the conv's own int8 range, where the pool after the conv kept the per-position range."""
+
+    def __init__(self, conv: nn.Conv2d, frequencies: int, frames: int):
+        super().__init__()
+        self.kernel, self.conv = (frequencies, frames), conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.avg_pool2d(x, self.kernel)).flatten(1)
+
+
+def _pool_before_head(model: nn.Module, shapes: dict[nn.Module, torch.Size]) -> None:
+    head, pool = getattr(model, "head", None), getattr(model, "pool", None)
+    if isinstance(head, nn.Conv2d) and isinstance(pool, AxisAverage) and pool.axis == "global" and head.kernel_size == (1, 1):
+        _, _, f, t = shapes[pool]
+        model.head, model.pool = nn.Identity(), PooledHead(head, int(f), int(t))
 
 
 def batchnorm_as_depthwise(bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -262,7 +286,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
     model = copy.deepcopy(model).eval()
     if without_input_norm and input_residual_norm(model) is not None:
         model.input_norm = nn.Identity()
-    shapes = _input_shapes(model, input_shape, (SubSpectralNorm, ResidualNorm))
+    shapes = _input_shapes(model, input_shape, (SubSpectralNorm, ResidualNorm, AxisAverage))
     _fuse_stem_into_first_block(model, shapes)
     for module in list(model.modules()):
         # BC-ResNet's frequency depthwise conv feeds its SubSpectralNorm directly.
@@ -291,6 +315,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, _affine(bn)))
                 setattr(module, bn_name, nn.Identity())
     _fuse_sequential_pairs(model)
+    _pool_before_head(model, shapes)
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, CoordinateAttention):

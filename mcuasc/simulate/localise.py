@@ -8,12 +8,12 @@ TFLM's layer-by-layer debugger does.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from mcuasc.convert import analysis
+from mcuasc.convert.fixed_point import int8_mul_formula
 
 
 @dataclass(frozen=True)
@@ -90,33 +90,6 @@ def _tflm_preserving(flatbuffer: bytes, arena_bytes: int):
             if size > 1 << 30:
                 raise
             size *= 2
-
-
-def _saturating_rounding_doubling_high_mul(a: np.ndarray, b: int) -> np.ndarray:
-    product = a * b
-    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
-    total = product + nudge
-    return np.where(total >= 0, total >> 31, -((-total) >> 31))  # C's division truncates toward zero
-
-
-def _rounding_divide_by_power_of_two(x: np.ndarray, exponent: int) -> np.ndarray:
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
-
-
-def int8_mul_formula(a: np.ndarray, b: np.ndarray, a_quant: tuple[float, int], b_quant: tuple[float, int],
-                     out_quant: tuple[float, int]) -> np.ndarray:
-    """TFLite's int8 MUL without fused activation: (a − za)(b − zb) requantized by the multiplier
-    sa·sb/so as QuantizeMultiplier and MultiplyByQuantizedMultiplier define it (double rounding)."""
-    (sa, za), (sb, zb), (so, zo) = a_quant, b_quant, out_quant
-    fraction, shift = math.frexp(sa * sb / so)
-    multiplier = round(fraction * (1 << 31))
-    if multiplier == 1 << 31:
-        multiplier, shift = multiplier // 2, shift + 1
-    product = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb) * (1 << max(shift, 0))
-    scaled = _rounding_divide_by_power_of_two(_saturating_rounding_doubling_high_mul(product, multiplier), max(-shift, 0))
-    return np.clip(scaled + zo, -128, 127)
 
 
 class OperatorComparer:

@@ -1,0 +1,112 @@
+"""Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
+
+    .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
+
+Each model is trained with labels only on a synthetic scene set (seed 0) and converted (calibration on its train
+split). On the evaluate split, the float torch model on the float front end is the reference, and each row changes
+one thing and reports the logits' SQNR against the reference (signal: the reference logits; noise: the difference)
+and the top-1 agreement with it:
+- integer front end: the float model on the deployed front end's int8 features, dequantized;
+- int8 weights: the float model's inference form (batch-norms folded) with its weights rounded per output channel to
+  int8, as the converter does, on the float front end;
+- int8 model: the converted flatbuffer on TFLite's reference kernels, on the integer front end (what convert's
+  fidelity figures and the device compute).
+"Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
+error (RMS): those are the clips int8 can flip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import machine, markdown_table
+from mcuasc.checkpoint import load_checkpoint
+from mcuasc.convert import analysis, convert
+from mcuasc.data.cache import load_pcm
+from mcuasc.data.synth import synthesize_dataset
+from mcuasc.data.tau import TauDataset
+from mcuasc.frontend import FloatFrontend, IntegerFrontend
+from mcuasc.models import ARCHITECTURES
+from mcuasc.models.export import export_form, input_residual_norm
+from mcuasc.train import recipe_for, train
+
+
+def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
+    return float(10 * np.log10((reference ** 2).sum() / max(((reference - other) ** 2).sum(), 1e-30)))
+
+
+def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
+    """Symmetric per-output-channel int8 weights (scale max|w|/127), as TFLite's converter quantizes them."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            w = module.weight.data
+            scale = (w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(1e-12)
+            module.weight.data = torch.round(w / scale) * scale
+    return model
+
+
+def budget(name: str, work: Path, epochs: int) -> list[list[object]]:
+    scenes = work / "scenes"
+    checkpoint = work / f"{name}.pt"
+    train(scenes, dataclasses.replace(recipe_for(name), epochs=epochs), checkpoint)
+    manifest = convert(checkpoint, work / name, data=scenes).manifest
+    ckpt = load_checkpoint(checkpoint)
+    model = ckpt.build_model()
+    clips = TauDataset.open(scenes).split("evaluate")
+    pcm = load_pcm(clips, ckpt.frontend)
+    labels = np.array([c.label_index for c in clips])
+    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
+    float_features = FloatFrontend(ckpt.frontend)(pcm)
+    int8_features = IntegerFrontend(manifest.frontend)(pcm)
+    with torch.no_grad():
+        reference = model(nchw(float_features)).numpy().astype(np.float64)
+        # The deployed front end's int8 features, dequantized, through the graph the converter exported (the input
+        # Residual Normalization, if any, is computed by the front end).
+        graph = export_form(model, ARCHITECTURES[ckpt.arch].input_shape, without_input_norm=input_residual_norm(model) is not None)
+        dequantized = manifest.input.scale * (int8_features.astype(np.float32) - manifest.input.zero_point)
+        from_integer_frontend = graph(nchw(dequantized)).numpy()
+        graph_float_input = FloatFrontend(manifest.frontend)(pcm)
+        with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
+    interpreter = analysis.reference_interpreter((work / name / manifest.files["tflite"]).read_bytes())
+    out_scale, out_zero = manifest.output.scale, manifest.output.zero_point
+    int8_model = out_scale * (np.stack([analysis.invoke(interpreter, x) for x in int8_features]).astype(np.float64) - out_zero)
+    ordered = np.sort(reference, axis=1)
+    gap = ordered[:, -1] - ordered[:, -2]
+    error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
+    rows = []
+    for label, logits in (("integer front end", from_integer_frontend), ("int8 weights", with_int8_weights), ("int8 model", int8_model)):
+        rows.append([name, label, f"{sqnr_db(reference, logits):.1f}", f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %",
+                     f"{100 * (logits.argmax(1) == labels).mean():.1f} %"])
+    rows[-1].append(f"{int((gap < 2 * error_rms).sum())} of {len(gap)}")
+    rows[0].append("")
+    rows[1].append("")
+    rows.insert(0, [name, "float (reference)", "—", "100 %", f"{100 * (reference.argmax(1) == labels).mean():.1f} %", ""])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["bcresnet-nrf52840"])
+    parser.add_argument("--clips-per-class", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=30)
+    args = parser.parse_args()
+    print("# float vs int8: where the difference comes from\n")
+    print(machine(), "\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
+        for name in args.models:
+            rows += budget(name, work, args.epochs)
+    print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs.\n")
+    print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "accuracy", "near ties"], rows))
+
+
+if __name__ == "__main__":
+    main()
