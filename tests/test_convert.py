@@ -15,10 +15,13 @@ from conftest import mcuasc_command
 from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mcuasc.convert import analysis, convert, find_manifest, load_manifest
 from mcuasc.convert.fixed_point import mul_engines_agree
+from mcuasc.convert.onnx_export import export_onnx
+from mcuasc.convert.pipeline import _run_tf_worker
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
 from mcuasc.frontend import IntegerFrontend, preset
 from mcuasc.models import ARCHITECTURES, build_model
+from mcuasc.models.bcresnet import BCResNet
 from mcuasc.train import recipe_for, train
 
 LAYOUT_OPS = {"TRANSPOSE", "GATHER", "GATHER_ND"}
@@ -108,7 +111,9 @@ def test_student_graph_has_no_layout_ops(converted):
         assert source[0] == target[0] == 1 and source[3] == target[3] and source[1] * source[2] == target[1] * target[2]
         assert 4 in (source[1], target[1])
     assert "MEAN" not in m.ops  # means are convolutions or AVERAGE_POOL_2D, which CMSIS-NN accelerates
-    # Depthwise convs are DEPTHWISE_CONV_2D (CMSIS-NN's conv takes no groups): no CONV_2D with one channel per group.
+    # Nine blocks, each with a frequency and a temporal depthwise conv, none of them as a grouped CONV_2D (CMSIS-NN's
+    # conv takes no groups).
+    assert m.ops.count("DEPTHWISE_CONV_2D") == 18
     for op in interpreter._get_ops_details():
         if op["op_name"] == "CONV_2D":
             assert details[op["inputs"][1]]["shape"][3] == details[op["inputs"][0]]["shape"][3], op
@@ -121,6 +126,37 @@ def test_student_graph_has_no_layout_ops(converted):
     onnx.checker.check_model(graph)
     assert graph.opset_import[0].version == m.graph["onnx_opset"] == 17
     assert not {"Transpose", "Reshape", "Gather", "BatchNormalization", "Constant"} & {n.op_type for n in graph.graph.node}
+
+
+@pytest.mark.slow
+def test_teacher_shaped_graph_has_no_layout_ops(tmp_path):
+    """The teacher keeps full resolution, so each block Residual Normalization reads a NormalBlock's sum
+    directly, where the student's reads a max-pool. A narrow teacher (c = 8; the teacher's 256 × 44 input and
+    blocks) got 21 TRANSPOSEs and grouped CONV_2Ds from onnx2tf, as the full one (≈ 1 GMAC, minutes to convert)
+    got 22: this converts the narrow one with the converter's own worker."""
+    torch.manual_seed(0)
+    model = BCResNet(c=8, student=False).eval()
+    for module in model.modules():  # batch-norm statistics away from (0, 1), so band constants differ
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.input_norm = torch.nn.Identity()  # the integer front end computes it, as for the student
+    onnx_path = tmp_path / "teacher.onnx"
+    export_onnx(model, (1, 256, 44), onnx_path)
+    features = np.random.default_rng(0).normal(0.0, 1.0, (4, 256, 44, 1)).astype(np.float32)
+    _run_tf_worker(onnx_path, tmp_path, features, tmp_path / "convert.log", False, tmp_path / "convert.log")
+    for name in ("model_float32.tflite", "model_int8.tflite"):
+        ops = analysis.op_names(analysis.reference_interpreter((tmp_path / name).read_bytes()))
+        assert not LAYOUT_OPS & set(ops), (name, ops)
+        assert ops.count("RESHAPE") == 1 and ops[-1] == "RESHAPE"  # (1,1,1,10) → (1,10)
+        # Nine blocks, each with a frequency and a temporal depthwise conv: none became a grouped CONV_2D.
+        assert ops.count("DEPTHWISE_CONV_2D") == 18, (name, ops)
+    # ... and the float graph still computes the model.
+    interpreter = analysis.reference_interpreter((tmp_path / "model_float32.tflite").read_bytes())
+    with torch.no_grad():
+        expected = model(torch.from_numpy(features.transpose(0, 3, 1, 2).copy())).numpy()
+    got = np.stack([analysis.invoke(interpreter, x) for x in features])
+    assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
 
 
 @pytest.mark.slow

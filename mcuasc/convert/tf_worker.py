@@ -56,6 +56,48 @@ def _keep_broadcastable_constants(onnx2tf_module) -> None:
             module.shape_unmatched_special_avoidance_workaround = workaround
 
 
+def _keep_add_outputs_nhwc() -> None:
+    """Work around onnx2tf 1.29 laying out every 4-D Add's output as NCHW.
+
+    After converting an Add, onnx2tf compares the TF output's shape with the ONNX (NCHW) one and, when they
+    differ, "rescues" the op by transposing both inputs until the output has the ONNX shape. An NHWC output
+    always differs, so each Add is computed in NCHW between transposes, and its consumers transpose back. The
+    TFLite converter cancels those pairs when the Add's consumers are convolutions or pools (the BC-ResNet
+    student, whose norms follow a max-pool), but not when one NCHW tensor feeds both element-wise ops and pools:
+    the teacher's block Residual Normalizations, Mul(x, x) beside average pools of x, kept 22 TRANSPOSEs.
+    A depthwise conv reading an Add's output also became a grouped CONV_2D in every BC-ResNet (onnx2tf picks
+    depthwise when the group count equals the input's last axis, T rather than C in NCHW). Decline the rescue
+    when the Add's output is already the NHWC arrangement of the ONNX shape; any other rescue goes ahead as
+    before. Anything this lets through wrongly is caught by the float check against torch after conversion.
+    """
+    from onnx2tf.ops import Add
+
+    make_node, transpose = Add.make_node, Add.transpose_with_flexing_deterrence  # only the rescue transposes
+    converting: list[tuple] = []  # (ONNX Add node, onnx2tf's tensor table) while one is converted
+
+    def nhwc_output(node, tf_layers) -> bool:
+        onnx_shape = list(node.outputs[0].shape or [])
+        tf_shape = getattr(tf_layers.get(node.outputs[0].name, {}).get("tf_node"), "shape", None)
+        if len(onnx_shape) < 3 or tf_shape is None or len(tf_shape) != len(onnx_shape):
+            return False
+        expected = [onnx_shape[0], *onnx_shape[2:], onnx_shape[1]]
+        return all(not isinstance(e, int) or not isinstance(a, int) or a == e for e, a in zip(expected, list(tf_shape)))
+
+    def add_make_node(*args, **kwargs):
+        converting.append((kwargs["graph_node"], kwargs["tf_layers_dict"]))
+        try:
+            return make_node(*args, **kwargs)
+        finally:
+            converting.pop()
+
+    def rescue_transpose(**kwargs):
+        if converting and nhwc_output(*converting[-1]):
+            return kwargs["input_tensor"]  # every permutation declined: the rescue finds none and keeps NHWC
+        return transpose(**kwargs)
+
+    Add.make_node, Add.transpose_with_flexing_deterrence = add_make_node, rescue_transpose
+
+
 def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -68,6 +110,7 @@ def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
     import tensorflow as tf
 
     _keep_broadcastable_constants(onnx2tf)
+    _keep_add_outputs_nhwc()
 
     tf.random.set_seed(0)
     # onnx2tf runs the `onnxsim` command by name: it lives beside this interpreter.
