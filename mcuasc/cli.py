@@ -305,7 +305,7 @@ def convert_command(
                                f"{100 * m.calibration['saturated_fraction_validation']:.3f} % validation"),
         ("fidelity", f"{100 * fid['agreement']:.1f} % top-1 agreement on {fid['clips']} clips; accuracy float "
                      f"{100 * fid['float_accuracy']:.1f} % → int8 {100 * fid['int8_accuracy']:.1f} %; log loss "
-                     f"{fid['float_log_loss']:.3f} → {fid['int8_log_loss']:.3f}"),
+                     f"{fid['float_log_loss']:.3f} → {fid['int8_log_loss']:.3f}; logit SQNR {fid['logit_sqnr_db']:.1f} dB"),
         ("TFLM", f"logits identical to the reference kernels' on {fid['tflm_bit_exact_clips']} of {fid['clips']} clips"),
         ("lowest SQNR", "; ".join(f"#{r['index']} {r['op']} {r['sqnr_db']:.1f} dB" for r in worst)),
         ("calibration", f"{m.calibration['clips']} clips: {m.calibration['source']}"),

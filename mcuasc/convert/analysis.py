@@ -124,6 +124,9 @@ class Fidelity:
     int8_accuracy: float
     float_log_loss: float
     int8_log_loss: float
+    # Float logits as signal, their difference from the dequantized int8 logits as noise: how far int8 moves the
+    # decision, whatever the labels (agreement then depends on how close the float model's top two classes are).
+    logit_sqnr_db: float
 
     @property
     def accuracy_drop_points(self) -> float:
@@ -142,6 +145,8 @@ def fidelity(float_logits: np.ndarray, int8_logits: np.ndarray, output_scale: fl
         int8_accuracy=float((lp_int8.argmax(1) == labels).mean()),
         float_log_loss=float(-lp_float[rows, labels].mean()),
         int8_log_loss=float(-lp_int8[rows, labels].mean()),
+        logit_sqnr_db=float(10 * np.log10((float_logits.astype(np.float64) ** 2).sum()
+                                          / max(((float_logits - dequantized) ** 2).sum(), 1e-30))),
     )
 
 
