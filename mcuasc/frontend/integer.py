@@ -42,7 +42,11 @@ from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, TWIDDLE_BIT
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
-    """Exact bit length of non-negative int64/uint64 values (0 → 0), by binary search on shifts."""
+    """Exact bit length of non-negative int64/uint64 values (0 → 0): the exponent of their float64, exact below
+    2^53 (every caller's values are; larger ones take a binary search on shifts)."""
+    x = np.asarray(x)
+    if x.size == 0 or x.max() < 1 << 53:
+        return np.frexp(x.astype(np.float64))[1].astype(np.int64)
     x = x.astype(np.uint64)
     length = np.zeros(x.shape, dtype=np.int64)
     for step in (32, 16, 8, 4, 2, 1):
@@ -78,9 +82,11 @@ def log2_q16(x: np.ndarray, log2_table_q16: np.ndarray) -> np.ndarray:
 
 
 def radix4_stage(zr: np.ndarray, zi: np.ndarray, wr: np.ndarray, wi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One radix-4 DIT stage (step 3) on (frames, groups, 4, h) int64 re/im, with (W, W², W³) as (3, 1, h) Q30."""
-    x0r, x1r, x2r, x3r = zr[:, :, 0], zr[:, :, 1], zr[:, :, 2], zr[:, :, 3]
-    x0i, x1i, x2i, x3i = zi[:, :, 0], zi[:, :, 1], zi[:, :, 2], zi[:, :, 3]
+    """One radix-4 DIT stage (step 3) on (groups, 4, h, frames) int64 re/im, with (W, W², W³) as (3, h, 1) Q30.
+
+    Frames are the last axis, so every operation runs over long contiguous rows (h·frames values)."""
+    x0r, x1r, x2r, x3r = zr[:, 0], zr[:, 1], zr[:, 2], zr[:, 3]
+    x0i, x1i, x2i, x3i = zi[:, 0], zi[:, 1], zi[:, 2], zi[:, 3]
     # b·W^p / 4 with one floor per component: x1 takes W², x2 W, x3 W³.
     b1r, b1i = (x1r * wr[1] - x1i * wi[1]) >> 32, (x1r * wi[1] + x1i * wr[1]) >> 32
     b2r, b2i = (x2r * wr[0] - x2i * wi[0]) >> 32, (x2r * wi[0] + x2i * wr[0]) >> 32
@@ -89,14 +95,14 @@ def radix4_stage(zr: np.ndarray, zi: np.ndarray, wr: np.ndarray, wi: np.ndarray)
     sr, si, dr, di = ar + b1r, ai + b1i, ar - b1r, ai - b1i
     ur, ui, vr, vi = b2r + b3r, b2i + b3i, b2r - b3r, b2i - b3i
     yr, yi = np.empty_like(zr), np.empty_like(zi)
-    np.add(sr, ur, out=yr[:, :, 0])
-    np.add(si, ui, out=yi[:, :, 0])
-    np.add(dr, vi, out=yr[:, :, 1])  # y1 = d − i·v
-    np.subtract(di, vr, out=yi[:, :, 1])
-    np.subtract(sr, ur, out=yr[:, :, 2])
-    np.subtract(si, ui, out=yi[:, :, 2])
-    np.subtract(dr, vi, out=yr[:, :, 3])  # y3 = d + i·v
-    np.add(di, vr, out=yi[:, :, 3])
+    np.add(sr, ur, out=yr[:, 0])
+    np.add(si, ui, out=yi[:, 0])
+    np.add(dr, vi, out=yr[:, 1])  # y1 = d − i·v
+    np.subtract(di, vr, out=yi[:, 1])
+    np.subtract(sr, ur, out=yr[:, 2])
+    np.subtract(si, ui, out=yi[:, 2])
+    np.subtract(dr, vi, out=yr[:, 3])  # y3 = d + i·v
+    np.add(di, vr, out=yi[:, 3])
     return yr, yi
 
 
@@ -135,14 +141,14 @@ class IntegerFrontend:
         t = self.tables = build_tables(cfg)
         # int64 copies of the tables, made once.
         self._window = t.window_q15[t.window_start : t.window_stop].astype(np.int64)
-        self._twiddle_r = t.twiddle_q30[:, 0].astype(np.int64)
-        self._twiddle_i = t.twiddle_q30[:, 1].astype(np.int64)
-        # Each radix-4 stage's (W, W², W³) for j = 0..h−1, as (3, 1, h) arrays that broadcast over (frames, groups, h).
+        self._twiddle_r = t.twiddle_q30[:, :1].astype(np.int64)  # columns: they broadcast over frames
+        self._twiddle_i = t.twiddle_q30[:, 1:].astype(np.int64)
+        # Each radix-4 stage's (W, W², W³) for j = 0..h−1, as (3, h, 1) arrays that broadcast over (groups, h, frames).
         one = np.array([[[1 << TWIDDLE_BITS, 0]] * 3])
         self._stage_twiddles = []
         for h, row in t.fft_stages:
             w = np.concatenate([one, t.fft_twiddle_q30[row : row + h - 1].astype(np.int64)])  # (h, 3, 2)
-            self._stage_twiddles.append((h, w[:, :, 0].T[:, None, :].copy(), w[:, :, 1].T[:, None, :].copy()))
+            self._stage_twiddles.append((h, w[:, :, 0].T[:, :, None].copy(), w[:, :, 1].T[:, :, None].copy()))
         width = t.window_stop - t.window_start
         sample = 2 * t.bit_reverse.astype(np.int64) - t.window_start  # x index of complex input j's real part
         self._gather_real = np.where((sample >= 0) & (sample < width), sample, width)
@@ -180,49 +186,51 @@ class IntegerFrontend:
             up, down = np.maximum(shift, 0)[:, None], np.maximum(-shift, 0)[:, None]
             x = np.where(up > 0, x << up, (x + ((1 << down) >> 1)) >> down)
 
-        re, im = self._real_fft(x)
+        re, im = self._real_fft(x)  # (bins, frames) from here on
         if cfg.power == 2:
             # v ^ (v >> 63) is |v| or |v| − 1: the bit length of their maximum bounds every component.
-            peak = np.maximum((re ^ (re >> 63)).max(axis=1), (im ^ (im >> 63)).max(axis=1))
-            scale = (31 - bit_length(peak))[:, None]
-            re, im = re << scale, im << scale
+            peak = np.maximum((re ^ (re >> 63)).max(axis=0), (im ^ (im >> 63)).max(axis=0))
+            scale = 31 - bit_length(peak)
+            re <<= scale
+            im <<= scale
             spectrum = re * re
             spectrum += im * im
             spectrum >>= 32
-            power_shift = 32 - 2 * scale[:, 0]
+            power_shift = 32 - 2 * scale
         else:
-            squares = re * re
-            squares += im * im
+            spectrum = re * re
+            spectrum += im * im
+            spectrum = isqrt(spectrum)
             power_shift = np.zeros_like(shift)
-            spectrum = isqrt(squares)
 
         # Σ p·w exactly, in int64: a sparse product over the few non-zero weights (tables.py bounds the sums).
-        mel = (self._mel_weights_sparse @ spectrum.T).T
-        log = log2_q16(np.maximum(mel, 1), t.log2_table_q16) + t.mel_log2_gain_q16.astype(np.int64)
-        log -= ((t.log2_exponent_offset + cfg.power * shift - power_shift) * 65536)[:, None]
-        return np.where((mel == 0) | silent[:, None], t.log_floor_q16, np.maximum(log, t.log_floor_q16))
+        mel = self._mel_weights_sparse @ spectrum
+        log = log2_q16(np.maximum(mel, 1), t.log2_table_q16) + t.mel_log2_gain_q16.astype(np.int64)[:, None]
+        log -= (t.log2_exponent_offset + cfg.power * shift - power_shift) * 65536
+        return np.where((mel == 0) | silent, t.log_floor_q16, np.maximum(log, t.log_floor_q16)).T
 
     def _real_fft(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scaled real FFT (steps 3–4) of the windowed samples [window_start, window_stop) of each frame
-        (zero elsewhere): int64 (frames, width) → re, im (frames, N/2 + 1), equal to DFT/N."""
-        t = self.tables
+        (zero elsewhere): int64 (frames, width) → re, im (N/2 + 1, frames), equal to DFT/N. Frames are the
+        last axis, so that every numpy operation runs over long rows."""
         half = self.cfg.n_fft // 2
-        frames = x.shape[0]
-        # Even samples are the real parts, odd the imaginary, in bit-reversed order; index `width` reads 0.
-        with_zero = np.concatenate([x, np.zeros((frames, 1), dtype=np.int64)], axis=1)
-        zr = np.take(with_zero, self._gather_real, axis=1)
-        zi = np.take(with_zero, self._gather_imag, axis=1)
+        frames, width = x.shape
+        # Even samples are the real parts, odd the imaginary, in bit-reversed order; row `width` reads 0.
+        with_zero = np.zeros((width + 1, frames), dtype=np.int64)
+        with_zero[:width] = x.T
+        zr, zi = with_zero[self._gather_real], with_zero[self._gather_imag]
         if self.tables.fft_first_radix2:  # y = (a ± b) >> 1 on neighbouring pairs
-            zr, zi = zr.reshape(frames, half // 2, 2), zi.reshape(frames, half // 2, 2)
-            zr = np.stack([zr[:, :, 0] + zr[:, :, 1], zr[:, :, 0] - zr[:, :, 1]], axis=2) >> 1
-            zi = np.stack([zi[:, :, 0] + zi[:, :, 1], zi[:, :, 0] - zi[:, :, 1]], axis=2) >> 1
+            zr, zi = zr.reshape(half // 2, 2, frames), zi.reshape(half // 2, 2, frames)
+            zr = np.stack([zr[:, 0] + zr[:, 1], zr[:, 0] - zr[:, 1]], axis=1) >> 1
+            zi = np.stack([zi[:, 0] + zi[:, 1], zi[:, 0] - zi[:, 1]], axis=1) >> 1
         for h, wr, wi in self._stage_twiddles:
-            zr, zi = radix4_stage(zr.reshape(frames, half // (4 * h), 4, h), zi.reshape(frames, half // (4 * h), 4, h), wr, wi)
-        zr, zi = zr.reshape(frames, half), zi.reshape(frames, half)
+            shape = (half // (4 * h), 4, h, frames)
+            zr, zi = radix4_stage(zr.reshape(shape), zi.reshape(shape), wr, wi)
+        zr, zi = zr.reshape(half, frames), zi.reshape(half, frames)
 
         # Z[k] and Z[(M − k) mod M] for k = 0..M, by slicing (Z[M] is Z[0]).
-        zk_r, zk_i = np.concatenate([zr, zr[:, :1]], axis=1), np.concatenate([zi, zi[:, :1]], axis=1)
-        zm_r, zm_i = zk_r[:, ::-1], zk_i[:, ::-1]
+        zk_r, zk_i = np.concatenate([zr, zr[:1]]), np.concatenate([zi, zi[:1]])
+        zm_r, zm_i = zk_r[::-1], zk_i[::-1]
         ar, ai = zk_r + zm_r, zk_i - zm_i  # A = Z[k] + conj(Z[M−k])
         br, bi = zk_r - zm_r, zk_i + zm_i  # B = Z[k] − conj(Z[M−k])
         c, s = self._twiddle_r, self._twiddle_i
