@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from mcuasc.frontend.config import FrontendConfig
-from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, TWIDDLE_BITS, build_tables
+from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, build_tables
 from mcuasc.render import banner, render
 
 TEMPLATE_DIR = "common/frontend"
@@ -33,6 +33,7 @@ def render_frontend(cfg: FrontendConfig) -> dict[str, str]:
         "channel_names": CHANNEL_NAMES[: cfg.n_channels],
         "log2_table_bits": LOG2_TABLE_BITS,
         "normalised_bits": NORMALISED_BITS,
+        "spectrum_bits": SPECTRUM_BITS,
         "twiddle_bits": TWIDDLE_BITS,
         "split_twiddles": t.twiddle_q30[: cfg.n_fft // 4 + 1],  # the C mirrors the rest
         "fft_twiddles": t.fft_twiddle_q30.reshape(-1, 6),

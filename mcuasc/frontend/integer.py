@@ -16,9 +16,9 @@ Per frame, with N = n_fft, M = N/2:
 4. real split: X[k] = (A − i·W^k·B)/4, A = Z[k] + Z*[M−k], B = Z[k] − Z*[M−k], twiddles in Q30, one rounding
                per component: ⌊(A·2^30 + 2^31 − i·W_q30·B) / 2^32⌋. X = DFT(x)/N, |X| < 2^28.
 5. spectrum:   power: with a = 31 − bitlen(max of v ^ (v >> 63) over the frame's components), so X·2^a fits in
-               32 bits, p = ((Xr·2^a)² + (Xi·2^a)²) >> 32 < 2^31 (the upper word of one multiply-accumulate on
-               the Cortex-M4; a bin 60 dB below the frame's peak bin keeps 11 significant bits), i.e. the
-               power shifted by sp = 32 − 2a; magnitude: p = isqrt(Xr² + Xi²) < 2^30, sp = 0.
+               32 bits, p = ((Xr·2^a)² + (Xi·2^a)²) >> 23 < 2^40 (the sum is one 64-bit multiply-accumulate on
+               the Cortex-M4; bins 110 dB below the frame's peak keep 3 significant bits), i.e. the power shifted
+               by sp = 23 − 2a; magnitude: p = isqrt(Xr² + Xi²) < 2^30, sp = 0.
 6. mel:        mel[m] = Σ p[k] · weight (uint64, exact): weights are the triangles' rising edges r and 1 − r
                (tables.py), so each bin feeds at most two bands.
 7. log:        L = log2(mel)·2^16 (bit length + 128-entry table, linear interpolation) + gain[m]
@@ -38,22 +38,16 @@ import scipy.sparse
 
 from mcuasc.errors import InputError
 from mcuasc.frontend.config import FrontendConfig
-from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, TWIDDLE_BITS, FrontendTables, build_tables
+from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, FrontendTables, build_tables
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
-    """Exact bit length of non-negative int64/uint64 values (0 → 0): the exponent of their float64, exact below
-    2^53 (every caller's values are; larger ones take a binary search on shifts)."""
-    x = np.asarray(x)
-    if x.size == 0 or x.max() < 1 << 53:
-        return np.frexp(x.astype(np.float64))[1].astype(np.int64)
-    x = x.astype(np.uint64)
-    length = np.zeros(x.shape, dtype=np.int64)
-    for step in (32, 16, 8, 4, 2, 1):
-        big = (x >> np.uint64(step)) != 0
-        x = np.where(big, x >> np.uint64(step), x)
-        length += big * step
-    return length + (x != 0)
+    """Exact bit length of non-negative int64/uint64 values below 2^63 (0 → 0): the exponent of their float64,
+    one too big when the conversion rounded up to a power of two (only possible from 2^53 on), then corrected."""
+    x = np.asarray(x).astype(np.uint64)
+    length = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    rounded_up = (x >> np.maximum(length - 1, 0).astype(np.uint64)) == 0
+    return length - (rounded_up & (x != 0))
 
 
 def isqrt(x: np.ndarray) -> np.ndarray:
@@ -81,16 +75,21 @@ def log2_q16(x: np.ndarray, log2_table_q16: np.ndarray) -> np.ndarray:
     return exponent * 65536 + base + ((slope * remainder + 32768) >> 16)
 
 
-def radix4_stage(zr: np.ndarray, zi: np.ndarray, wr: np.ndarray, wi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One radix-4 DIT stage (step 3) on (groups, 4, h, frames) int64 re/im, with (W, W², W³) as (3, h, 1) Q30.
+def radix4_stage(
+    zr: np.ndarray, zi: np.ndarray, wr: np.ndarray | None, wi: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One radix-4 DIT stage (step 3) on (groups, 4, h, frames) int64 re/im, with (W, W², W³) as (3, h, 1) Q30
+    (None for h = 1, where W = 1 and every product is x >> 2).
 
     Frames are the last axis, so every operation runs over long contiguous rows (h·frames values)."""
     x0r, x1r, x2r, x3r = zr[:, 0], zr[:, 1], zr[:, 2], zr[:, 3]
     x0i, x1i, x2i, x3i = zi[:, 0], zi[:, 1], zi[:, 2], zi[:, 3]
-    # b·W^p / 4 with one floor per component: x1 takes W², x2 W, x3 W³.
-    b1r, b1i = (x1r * wr[1] - x1i * wi[1]) >> 32, (x1r * wi[1] + x1i * wr[1]) >> 32
-    b2r, b2i = (x2r * wr[0] - x2i * wi[0]) >> 32, (x2r * wi[0] + x2i * wr[0]) >> 32
-    b3r, b3i = (x3r * wr[2] - x3i * wi[2]) >> 32, (x3r * wi[2] + x3i * wr[2]) >> 32
+    if wr is None or wi is None:
+        b1r, b1i, b2r, b2i, b3r, b3i = x1r >> 2, x1i >> 2, x2r >> 2, x2i >> 2, x3r >> 2, x3i >> 2
+    else:  # b·W^p / 4 with one floor per component: x1 takes W², x2 W, x3 W³.
+        b1r, b1i = (x1r * wr[1] - x1i * wi[1]) >> 32, (x1r * wi[1] + x1i * wr[1]) >> 32
+        b2r, b2i = (x2r * wr[0] - x2i * wi[0]) >> 32, (x2r * wi[0] + x2i * wr[0]) >> 32
+        b3r, b3i = (x3r * wr[2] - x3i * wi[2]) >> 32, (x3r * wi[2] + x3i * wr[2]) >> 32
     ar, ai = x0r >> 2, x0i >> 2
     sr, si, dr, di = ar + b1r, ai + b1i, ar - b1r, ai - b1i
     ur, ui, vr, vi = b2r + b3r, b2i + b3i, b2r - b3r, b2i - b3i
@@ -145,10 +144,13 @@ class IntegerFrontend:
         self._twiddle_i = t.twiddle_q30[:, 1:].astype(np.int64)
         # Each radix-4 stage's (W, W², W³) for j = 0..h−1, as (3, h, 1) arrays that broadcast over (groups, h, frames).
         one = np.array([[[1 << TWIDDLE_BITS, 0]] * 3])
-        self._stage_twiddles = []
+        self._stage_twiddles: list[tuple[int, np.ndarray | None, np.ndarray | None]] = []
         for h, row in t.fft_stages:
             w = np.concatenate([one, t.fft_twiddle_q30[row : row + h - 1].astype(np.int64)])  # (h, 3, 2)
-            self._stage_twiddles.append((h, w[:, :, 0].T[:, :, None].copy(), w[:, :, 1].T[:, :, None].copy()))
+            if h == 1:  # W = 1: no products
+                self._stage_twiddles.append((h, None, None))
+            else:
+                self._stage_twiddles.append((h, w[:, :, 0].T[:, :, None].copy(), w[:, :, 1].T[:, :, None].copy()))
         width = t.window_stop - t.window_start
         sample = 2 * t.bit_reverse.astype(np.int64) - t.window_start  # x index of complex input j's real part
         self._gather_real = np.where((sample >= 0) & (sample < width), sample, width)
@@ -195,8 +197,8 @@ class IntegerFrontend:
             im <<= scale
             spectrum = re * re
             spectrum += im * im
-            spectrum >>= 32
-            power_shift = 32 - 2 * scale
+            spectrum >>= 63 - SPECTRUM_BITS
+            power_shift = 63 - SPECTRUM_BITS - 2 * scale
         else:
             spectrum = re * re
             spectrum += im * im

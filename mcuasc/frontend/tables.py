@@ -39,7 +39,7 @@ Q31 = 1 << 31
 LOG2_TABLE_BITS = 7  # 128 segments: interpolation error < 3e-6 in log2, i.e. < 1e-5 dB
 NORMALISED_BITS = 28  # each windowed frame is shifted so that max |x| < 2^28: FFT headroom, see integer.py
 TWIDDLE_BITS = 30
-SPECTRUM_BITS = 32  # spectrum bins are below 2^32 (power < 2^31, magnitude < 2^30): one 32 × 16-bit product per weight
+SPECTRUM_BITS = 40  # spectrum bins are below 2^40 so that Σ p·w fits in 64 bits
 
 
 def float_window(cfg: FrontendConfig) -> np.ndarray:
