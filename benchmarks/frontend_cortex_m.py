@@ -73,8 +73,8 @@ def main() -> None:
     print(markdown_table(["preset", "opt", "instructions / clip", "per STFT frame", f"ms at {mhz:g} MHz", "of goal", "goal"],
                          rows, "llrrrrl"))
     print("\nWhere the instructions go (profiling build; its timer marks add a few dozen instructions a frame):\n")
-    print(markdown_table(["preset", "opt", "window", "FFT (+ normalising shift)", "real split", "spectrum", "mel + log", "rest", "total"],
-                         profile_rows, "llrrrrrrr"))
+    print(markdown_table(["preset", "opt", "window", "FFT (+ normalising shift)", "real split", "spectrum + mel + log", "rest", "total"],
+                         profile_rows, "llrrrrrr"))
     print("\nrest: the frame loop, int8 quantization, Δ/ΔΔ, and the floor fill of silent frames.")
 
 

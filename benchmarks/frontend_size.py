@@ -83,9 +83,9 @@ def main() -> None:
     print(markdown_table(
         ["preset", "opt", "part", "text", "data", "bss", "flash (text+data)", "RAM (data+bss)", "of board flash", "of board RAM"],
         rows, "lllrrrrrrr"))
-    print("\ncode = mcuasc_frontend.o (functions, and the working buffers in bss: FFT buffer, spectrum, and with Δ/ΔΔ the "
-          "whole clip's log-mel); tables = mcuasc_frontend_tables.o (const: window, twiddles, bit-reverse order, mel band "
-          "offsets/weights/gains, log2 table). Not included: the caller's int16 clip buffer ("
+    print("\ncode = mcuasc_frontend.o (functions, and the working buffers in bss: FFT buffer, and with Δ/ΔΔ the "
+          "whole clip's log-mel); tables = mcuasc_frontend_tables.o (const: window, twiddles, bit-reverse order, mel segment "
+          "sizes, rising-edge weights, band gains, log2 table). Not included: the caller's int16 clip buffer ("
           + ", ".join(f"{n}: {preset(n).clip_samples * 2} B" for n in args.presets) + ") and the stack.\n")
     for line in summary:
         print(f"- {line}")

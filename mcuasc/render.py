@@ -31,6 +31,11 @@ def c_pairs(values: np.ndarray, per_line: int = 4) -> str:
     return _initialiser_rows([f"{{{int(a)}, {int(b)}}}" for a, b in np.asarray(values)], per_line)
 
 
+def c_rows(values: np.ndarray, per_line: int = 2) -> str:
+    """Rows of integers as {a, b, ...} initialisers."""
+    return _initialiser_rows(["{" + ", ".join(str(int(v)) for v in row) + "}" for row in np.asarray(values)], per_line)
+
+
 def c_bytes(data: bytes, per_line: int = 16) -> str:
     """Bytes as the body of a C initialiser in hex, per_line a line."""
     return "\n".join("    " + ", ".join(f"0x{b:02x}" for b in data[i : i + per_line]) + ","
@@ -49,6 +54,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["c_array"] = c_array
     env.filters["c_pairs"] = c_pairs
+    env.filters["c_rows"] = c_rows
     env.filters["c_bytes"] = c_bytes
     return env
 

@@ -23,6 +23,15 @@ CONFIGS = {
         preset("bcresnet"), name="v1", sample_rate=16000, n_fft=512, win_length=400, hop_length=160, window="hann",
         n_mels=64, fmin=50.0, fmax=7600.0, mel_scale="htk", mel_norm="slaney",
     ),
+    # The smallest FFT: 8 complex points, one radix-2 stage and one radix-4 stage with a twiddle.
+    "tiny-fft-16": dataclasses.replace(
+        preset("bcresnet"), name="v5", sample_rate=8000, n_fft=16, win_length=16, hop_length=8, n_mels=8, fmax=4000.0,
+    ),
+    # Odd window bounds (samples [55, 457)) and an odd hop: the window pass's odd first and last samples.
+    "odd-window-and-hop": dataclasses.replace(
+        preset("bcresnet"), name="v6", sample_rate=16000, n_fft=512, win_length=402, hop_length=161, n_mels=40,
+        fmax=8000.0,
+    ),
     "deltas-wide-2s-magnitude": dataclasses.replace(
         preset("mobilenetv2"), name="v2", clip_seconds=2.0, delta_width=9, power=1, n_mels=48, log_floor_db=-120.0,
     ),

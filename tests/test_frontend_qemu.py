@@ -126,17 +126,3 @@ def test_missing_qemu_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolError, match=r"apt-get install qemu-system-arm"):
         emulator.require_qemu()
-
-
-def test_the_unscaled_butterflies_equal_numpy_too():
-    """The FFT's fallback for tables with an interior twiddle of 2^23 (N beyond 16384), forced on a 2048-point FFT."""
-    require_tool("gcc", "gcc")
-    from mcuasc.frontend.host import CFrontend
-
-    cfg = preset("bcresnet")
-    sources = render_frontend(cfg)
-    flag = "#define MCUASC_FE_TWIDDLES_BELOW_ONE 1"
-    assert flag in sources["mcuasc_frontend_tables.h"]
-    sources["mcuasc_frontend_tables.h"] = sources["mcuasc_frontend_tables.h"].replace(flag, flag[:-1] + "0")
-    names, pcm = corpus(cfg)
-    assert np.array_equal(CFrontend(cfg, frontend_sources=sources)(pcm), IntegerFrontend(cfg)(pcm))

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
-
 from mcuasc.frontend.config import FrontendConfig
 from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, build_tables
 from mcuasc.render import banner, render
@@ -27,8 +25,6 @@ def config_digest(cfg: FrontendConfig) -> str:
 def render_frontend(cfg: FrontendConfig) -> dict[str, str]:
     """File name → C source of the front end for cfg."""
     t = build_tables(cfg)
-    quarter = cfg.n_fft // 4
-    interior = np.delete(t.twiddle_q23, [0, quarter, 2 * quarter], axis=0)
     context = {
         "cfg": cfg,
         "t": t,
@@ -39,8 +35,8 @@ def render_frontend(cfg: FrontendConfig) -> dict[str, str]:
         "normalised_bits": NORMALISED_BITS,
         "spectrum_bits": SPECTRUM_BITS,
         "twiddle_bits": TWIDDLE_BITS,
-        # The FFT's fast butterflies scale twiddles by 256 in 32 bits: only if none but W^0, W^(N/4) reach 2^23.
-        "twiddles_below_one": bool(np.abs(interior).max(initial=0) < (1 << TWIDDLE_BITS)),
+        "split_twiddles": t.twiddle_q30[: cfg.n_fft // 4 + 1],  # the C mirrors the rest
+        "fft_twiddles": t.fft_twiddle_q30.reshape(-1, 6),
     }
     return {name: render(f"{TEMPLATE_DIR}/{name}.j2", **context) for name in SOURCES}
 

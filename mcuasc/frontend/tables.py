@@ -4,14 +4,20 @@ The numpy integer path computes with these arrays and the C renderer prints thes
 implementations cannot drift apart. Fixed-point formats (Qn = n fractional bits):
 
 - ``window_q15``      uint16, window w[n]·2^15 (1.0 → 32768), n_fft long, zero outside the window.
-- ``twiddle_q23``     int32 pairs (cos, −sin)(2πk/N)·2^23 for k = 0..N/2: 1.0 is exact, and every butterfly
-                      product of a 28-bit sample stays below 2^52 (−144 dB twiddle error, far below what matters).
-                      The N/2-point complex FFT uses every other entry; the real-FFT split uses them all.
+- ``twiddle_q30``     int32 pairs (cos, −sin)(2πk/N)·2^30 for k = 0..N/2, for the real-FFT split; built for
+                      k ≤ N/4 and mirrored, so that W^(N/2−k) = −conj(W^k) holds exactly (the C computes bins k
+                      and N/2 − k from the same products).
+- ``fft_twiddle_q30`` int32 (W, W², W³) pairs of each radix-4 stage's twiddles W = W_4h^j, j = 1..h−1, stage by
+                      stage (``fft_stages`` gives each stage's h and first row): the order the C reads them in.
+                      1.0 is exact in Q30, and a 29-bit sample times a twiddle stays below 2^60.
 - ``bit_reverse``     uint16 bit-reversal permutation of the N/2-point complex FFT.
-- ``mel_weights_q15`` uint16, each band's non-zero triangle divided by its own peak (peak → 32768), packed;
-                      ``mel_first_bin``/``mel_n_bins``/``mel_weight_offset`` index it. Dividing by the peak
-                      keeps 15 bits of precision in narrow and wide bands alike; the peak comes back exactly,
-                      as ``mel_log2_gain_q16`` = log2(peak)·2^16, added in the log domain.
+- ``mel_rise_q15``    uint16, the mel filterbank as its rising edges: the triangles of neighbouring bands cross,
+                      so a bin k between the centres of bands m − 1 and m (segment m, bins in (e_m, e_m+1] of the
+                      n_mels + 2 band edges e) has weight r_k in band m and exactly 1 − r_k in band m − 1, and
+                      no other. ``mel_first_bin`` is segment 0's first bin, ``mel_segment_n_bins`` the bins of
+                      segments 0..n_mels; r_k·2^15 is stored for every bin from the first one on. The triangles
+                      have height 1; Slaney's area normalisation comes back exactly as ``mel_log2_gain_q16`` =
+                      log2(2 / (e_m+2 − e_m))·2^16 (0 without it), added in the log domain.
 - ``log2_table_q16``  int32, log2(1 + i/128)·2^16 for i = 0..128, linearly interpolated.
 - output multipliers  q = ((v·mult + 2^(shift−1)) >> shift) + zero_point, per channel (log-mel, Δ, ΔΔ).
 """
@@ -32,8 +38,8 @@ Q16 = 1 << 16
 Q31 = 1 << 31
 LOG2_TABLE_BITS = 7  # 128 segments: interpolation error < 3e-6 in log2, i.e. < 1e-5 dB
 NORMALISED_BITS = 28  # each windowed frame is shifted so that max |x| < 2^28: FFT headroom, see integer.py
-TWIDDLE_BITS = 23
-SPECTRUM_BITS = 40  # power spectrum bins are kept below 2^40 so that Σ p·w fits in 64 bits
+TWIDDLE_BITS = 30
+SPECTRUM_BITS = 40  # spectrum bins are below 2^40 so that Σ p·w fits in 64 bits
 
 
 def float_window(cfg: FrontendConfig) -> np.ndarray:
@@ -70,10 +76,7 @@ def mel_to_hz(mels: np.ndarray, scale: str) -> np.ndarray:
 def float_mel_weights(cfg: FrontendConfig) -> np.ndarray:
     """Triangular mel filterbank, float64 (n_mels, n_bins), computed as librosa.filters.mel does."""
     fft_freqs = np.linspace(0.0, cfg.sample_rate / 2, cfg.n_bins)
-    edges = mel_to_hz(
-        np.linspace(hz_to_mel(cfg.fmin, cfg.mel_scale), hz_to_mel(cfg.fmax, cfg.mel_scale), cfg.n_mels + 2),
-        cfg.mel_scale,
-    )
+    edges = mel_edges(cfg)
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
@@ -82,6 +85,40 @@ def float_mel_weights(cfg: FrontendConfig) -> np.ndarray:
     if cfg.mel_norm == "slaney":
         weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
     return weights
+
+
+def mel_edges(cfg: FrontendConfig) -> np.ndarray:
+    """The n_mels + 2 band edges in Hz: band m rises from edge m to edge m + 1 and falls to edge m + 2."""
+    return mel_to_hz(
+        np.linspace(hz_to_mel(cfg.fmin, cfg.mel_scale), hz_to_mel(cfg.fmax, cfg.mel_scale), cfg.n_mels + 2),
+        cfg.mel_scale,
+    )
+
+
+def mel_segments(cfg: FrontendConfig) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The integer filterbank as rising edges (see the module docstring): first bin, bins per segment, rising
+    weights in Q15 from the first bin on, log2 gains in Q16, and the (n_bins, n_mels) int64 weights it amounts to."""
+    edges = mel_edges(cfg)
+    fft_freqs = np.linspace(0.0, cfg.sample_rate / 2, cfg.n_bins)
+    # Segment m holds the bins in (e_m, e_m+1]; bins at or below e_0 and above e_(n_mels+1) are in no band.
+    bounds = np.searchsorted(fft_freqs, edges, side="right")  # first bin above each edge
+    first_bin = int(bounds[0])
+    segment_bins = np.diff(bounds).astype(np.uint16)
+    rise = np.zeros(int(bounds[-1]) - first_bin, dtype=np.int64)
+    dense = np.zeros((cfg.n_bins, cfg.n_mels), dtype=np.int64)
+    for m in range(cfg.n_mels + 1):
+        bins = np.arange(bounds[m], bounds[m + 1])
+        r = np.round((fft_freqs[bins] - edges[m]) / (edges[m + 1] - edges[m]) * Q15).astype(np.int64)
+        rise[bins - first_bin] = r
+        if m < cfg.n_mels:
+            dense[bins, m] = r
+        if m > 0:
+            dense[bins, m - 1] = Q15 - r
+    if cfg.mel_norm == "slaney":
+        gains = np.round(np.log2(2.0 / (edges[2:] - edges[:-2])) * Q16)
+    else:
+        gains = np.zeros(cfg.n_mels)
+    return first_bin, segment_bins, rise.astype(np.uint16), gains.astype(np.int32), dense
 
 
 def quantize_multiplier(factor: float) -> tuple[int, int]:
@@ -102,12 +139,14 @@ class FrontendTables:
     window_q15: np.ndarray
     window_start: int  # first and one-past-last non-zero window sample
     window_stop: int
-    twiddle_q23: np.ndarray  # (N/2 + 1, 2) int32
+    twiddle_q30: np.ndarray  # (N/2 + 1, 2) int32
+    fft_twiddle_q30: np.ndarray  # (rows, 3, 2) int32: W, W², W³ of j = 1..h−1 of each radix-4 stage
+    fft_stages: tuple[tuple[int, int], ...]  # radix-4 stages: (h, first row in fft_twiddle_q30)
+    fft_first_radix2: bool  # log2(N/2) odd: one radix-2 stage comes first
     bit_reverse: np.ndarray  # (N/2,) uint16
-    mel_first_bin: np.ndarray  # (n_mels,) uint16
-    mel_n_bins: np.ndarray  # (n_mels,) uint16
-    mel_weight_offset: np.ndarray  # (n_mels,) uint32
-    mel_weights_q15: np.ndarray  # packed uint16
+    mel_first_bin: int  # first bin of segment 0
+    mel_segment_n_bins: np.ndarray  # (n_mels + 1,) uint16
+    mel_rise_q15: np.ndarray  # uint16, one per bin from mel_first_bin on
     mel_weights_dense_q15: np.ndarray  # (n_bins, n_mels) the same integers as a dense matrix
     mel_log2_gain_q16: np.ndarray  # (n_mels,) int32
     log2_table_q16: np.ndarray  # (129,) int32
@@ -137,9 +176,22 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
     nonzero = np.flatnonzero(window_q15)
     window_start, window_stop = int(nonzero[0]), int(nonzero[-1]) + 1
 
-    angle = 2.0 * np.pi * np.arange(half + 1) / n
-    twiddle = np.stack([np.cos(angle), -np.sin(angle)], axis=1)
-    twiddle_q23 = np.round(twiddle * (1 << TWIDDLE_BITS)).astype(np.int32)
+    angle = 2.0 * np.pi * np.arange(half // 2 + 1) / n
+    quarter_table = np.round(np.stack([np.cos(angle), -np.sin(angle)], axis=1) * (1 << TWIDDLE_BITS)).astype(np.int64)
+    mirrored = quarter_table[half // 2 - 1 :: -1] * np.array([-1, 1])  # W^(N/2−k) = −conj(W^k)
+    twiddle_q30 = np.concatenate([quarter_table, mirrored]).astype(np.int32)
+
+    # Radix-4 stages of the N/2-point FFT (after one radix-2 stage when log2(N/2) is odd): h = 1 or 2, ×4 each.
+    first_radix2 = (half.bit_length() - 1) % 2 == 1
+    stages, rows = [], []
+    h = 2 if first_radix2 else 1
+    while h < half:
+        stages.append((h, len(rows)))
+        for j in range(1, h):
+            theta = 2.0 * np.pi * j * np.arange(1, 4) / (4 * h)
+            rows.append(np.stack([np.cos(theta), -np.sin(theta)], axis=1))
+        h *= 4
+    fft_twiddle_q30 = np.round(np.array(rows).reshape(-1, 3, 2) * (1 << TWIDDLE_BITS)).astype(np.int32)
 
     bits = half.bit_length() - 1
     index = np.arange(half)
@@ -147,23 +199,10 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
     for b in range(bits):
         reverse |= ((index >> b) & 1) << (bits - 1 - b)
 
-    weights = float_mel_weights(cfg)
-    first, count, offset, packed, gains = [], [], [], [], []
-    dense = np.zeros((cfg.n_bins, cfg.n_mels))
-    for m, row in enumerate(weights):
-        peak = row.max()
-        q = np.round(row / peak * Q15).astype(np.int64) if peak > 0 else np.zeros_like(row, dtype=np.int64)
-        nz = np.flatnonzero(q)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)  # an empty band reads as silence
-        first.append(lo)
-        count.append(hi - lo)
-        offset.append(len(packed))
-        packed.extend(q[lo:hi].tolist())
-        dense[lo:hi, m] = q[lo:hi]
-        gains.append(int(round(math.log2(peak) * Q16)) if peak > 0 else 0)
+    first_bin, segment_bins, rise, gains, dense = mel_segments(cfg)
 
     # Σ p·w < 2^SPECTRUM_BITS · Σ w must fit in uint64 for the widest band (it does by a wide margin).
-    widest = max((int(np.sum(packed[o : o + c])) for o, c in zip(offset, count)), default=0)
+    widest = int(dense.sum(axis=0).max(initial=0))
     if widest >= 1 << (64 - SPECTRUM_BITS):
         raise ValueError(f"a mel band sums {widest} Q15 weights: too wide for 64-bit accumulation")
 
@@ -195,14 +234,16 @@ def build_tables(cfg: FrontendConfig) -> FrontendTables:
         window_q15=window_q15.astype(np.uint16),
         window_start=window_start,
         window_stop=window_stop,
-        twiddle_q23=twiddle_q23,
+        twiddle_q30=twiddle_q30,
+        fft_twiddle_q30=fft_twiddle_q30,
+        fft_stages=tuple(stages),
+        fft_first_radix2=first_radix2,
         bit_reverse=reverse.astype(np.uint16),
-        mel_first_bin=np.array(first, dtype=np.uint16),
-        mel_n_bins=np.array(count, dtype=np.uint16),
-        mel_weight_offset=np.array(offset, dtype=np.uint32),
-        mel_weights_q15=np.array(packed, dtype=np.uint16),
+        mel_first_bin=first_bin,
+        mel_segment_n_bins=segment_bins,
+        mel_rise_q15=rise,
         mel_weights_dense_q15=dense,
-        mel_log2_gain_q16=np.array(gains, dtype=np.int32),
+        mel_log2_gain_q16=gains,
         log2_table_q16=log2_table.astype(np.int32),
         log2_exponent_offset=exponent_offset,
         log_floor_q16=log_floor_q16,
