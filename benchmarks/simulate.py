@@ -4,8 +4,8 @@
 
 A BC-ResNet student is trained briefly on a synthetic scene set (seed 0) and converted; then every clip of the set
 (train and evaluate splits, 1-s 24-bit 44.1 kHz WAVs) goes through `mcuasc.simulate`: WAV reader, integer front end
-in numpy and in C (compiled for the host, one process start per batch), the int8 model on TFLite's reference kernels
-and on the TFLM runtime, byte comparison. "one clip at a time": one Simulator, `simulate` per file, one process.
+in numpy and in C (compiled for the host; one harness process per Simulator, fed through a pipe), the int8 model on
+TFLite's reference kernels and on the TFLM runtime, byte comparison. "one clip at a time": one Simulator, `simulate` per file, one process.
 "batch": `simulate_many` over all the cores, 8 files per batch. The goal: front ends and bookkeeping cost at most
 10 % on top of the two interpreters, i.e. (read + front ends + compare) / (TFLite-ref + TFLM) ≤ 10 %.
 """
@@ -74,8 +74,8 @@ def main() -> None:
                           "front ends + bookkeeping vs interpreters", "goal ≤ 10 %"], rows))
     print("\nShare of the summed per-stage time (CPU time in each worker), then ms per clip:\n")
     print(markdown_table(["mode", *STAGES, *(f"{s} ms" for s in STAGES)], shares))
-    print("\nA clip that is not bit-exact is one where TFLite's reference MUL kernel departs from TFLite's integer formula"
-          " (simulate names it); see README, Simulate.")
+    print("\nFor a clip that is not bit-exact, `mcuasc simulate` names the first divergent feature or operator; see README,"
+          " Simulate.")
 
 
 if __name__ == "__main__":
