@@ -140,6 +140,17 @@ def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
     return moved, unaligned
 
 
+def _operator_code(model, builtin: int, version: int) -> int:
+    """The index of the model's operator code for `builtin`, added (at `version`) if the model has none yet."""
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = _schema().OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, version
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
 def grouped_convs_as_depthwise(model) -> int:
     """Rewrite CONV_2Ds with one input channel per group as DEPTHWISE_CONV_2D (multiplier 1); returns how many."""
     schema = _schema()
@@ -164,15 +175,8 @@ def grouped_convs_as_depthwise(model) -> int:
                and sum(1 for t in tensors if t.buffer == tensors[f].buffer) == 1}
     if not filters:
         return 0
-    depthwise_code = next((i for i, c in enumerate(model.operatorCodes)
-                           if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.DEPTHWISE_CONV_2D), None)
-    if depthwise_code is None:
-        code = schema.OperatorCodeT()
-        # Version 3: int8 with per-channel quantization (TFLite's op_version.cc).
-        code.builtinCode, code.deprecatedBuiltinCode, code.version = (schema.BuiltinOperator.DEPTHWISE_CONV_2D,
-                                                                      schema.BuiltinOperator.DEPTHWISE_CONV_2D, 3)
-        model.operatorCodes.append(code)
-        depthwise_code = len(model.operatorCodes) - 1
+    # Version 3: int8 with per-channel quantization (TFLite's op_version.cc).
+    depthwise_code = _operator_code(model, schema.BuiltinOperator.DEPTHWISE_CONV_2D, version=3)
     for f in filters:
         filter_ = tensors[f]
         out_channels, kh, kw, _ = (int(v) for v in filter_.shape)
@@ -252,13 +256,7 @@ def store_band_constants(model) -> int:
             break
     if not eligible:
         return 0
-    reshape_code = next((i for i, c in enumerate(model.operatorCodes)
-                         if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.RESHAPE), None)
-    if reshape_code is None:
-        code = schema.OperatorCodeT()
-        code.builtinCode, code.deprecatedBuiltinCode, code.version = schema.BuiltinOperator.RESHAPE, schema.BuiltinOperator.RESHAPE, 1
-        model.operatorCodes.append(code)
-        reshape_code = len(model.operatorCodes) - 1
+    reshape_code = _operator_code(model, schema.BuiltinOperator.RESHAPE, version=1)
     shape_tensors: dict[tuple[int, ...], int] = {}
 
     def new_tensor(like: int, shape: list[int], name: str, data: bytes | None = None, type_=None) -> int:
