@@ -1,6 +1,7 @@
 """Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
+        [--finetune-epochs 8]
 
 Each model is trained with labels only on a synthetic scene set (seed 0) and converted (calibration on its train
 split). On the evaluate split, the float torch model on the float front end is the reference, and each row changes
@@ -34,7 +35,7 @@ from mcuasc.data.tau import TauDataset
 from mcuasc.frontend import FloatFrontend, IntegerFrontend
 from mcuasc.models import ARCHITECTURES
 from mcuasc.models.export import export_form, input_residual_norm
-from mcuasc.train import recipe_for, train
+from mcuasc.train import quantization_aware_recipe, recipe_for, train
 
 
 def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
@@ -51,11 +52,26 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def budget(name: str, work: Path, epochs: int) -> list[list[object]]:
+def budget(name: str, work: Path, epochs: int, finetune_epochs: int) -> list[list[object]]:
     scenes = work / "scenes"
     checkpoint = work / f"{name}.pt"
     train(scenes, dataclasses.replace(recipe_for(name), epochs=epochs), checkpoint)
-    manifest = convert(checkpoint, work / name, data=scenes).manifest
+    rows = sources(name, checkpoint, work, scenes)
+    if finetune_epochs:
+        # The same number of further epochs at the same rate, with and without int8 simulated: what the
+        # fine-tuning itself buys, not the extra training.
+        tuning = quantization_aware_recipe(name, finetune_epochs)
+        for label, config in ((f"+{finetune_epochs} epochs float (control)", dataclasses.replace(tuning, quantization_aware=False)),
+                              (f"+{finetune_epochs} epochs finetune-int8", tuning)):
+            tuned = work / f"{name}-{'qat' if config.quantization_aware else 'control'}.pt"
+            train(scenes, config, tuned, init_from=checkpoint)
+            rows += [[name, f"{label}: {row[1]}", *row[2:]] for row in sources(name, tuned, work, scenes) if row[1] in ("float (reference)", "int8 model")]
+    return rows
+
+
+def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[object]]:
+    """The rows for one checkpoint: its float model, and each source of difference alone."""
+    manifest = convert(checkpoint, work / checkpoint.stem, data=scenes).manifest
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()
     clips = TauDataset.open(scenes).split("evaluate")
@@ -73,7 +89,7 @@ def budget(name: str, work: Path, epochs: int) -> list[list[object]]:
         from_integer_frontend = graph(nchw(dequantized)).numpy()
         graph_float_input = FloatFrontend(manifest.frontend)(pcm)
         with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
-    interpreter = analysis.reference_interpreter((work / name / manifest.files["tflite"]).read_bytes())
+    interpreter = analysis.reference_interpreter((work / checkpoint.stem / manifest.files["tflite"]).read_bytes())
     out_scale, out_zero = manifest.output.scale, manifest.output.zero_point
     int8_model = out_scale * (np.stack([analysis.invoke(interpreter, x) for x in int8_features]).astype(np.float64) - out_zero)
     ordered = np.sort(reference, axis=1)
@@ -95,6 +111,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["bcresnet-nrf52840"])
     parser.add_argument("--clips-per-class", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="also fine-tune that many epochs with int8 simulated (mcuasc finetune-int8), beside a float control")
     args = parser.parse_args()
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
@@ -103,7 +121,7 @@ def main() -> None:
         work = Path(tmp)
         synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
         for name in args.models:
-            rows += budget(name, work, args.epochs)
+            rows += budget(name, work, args.epochs, args.finetune_epochs)
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs.\n")
     print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "accuracy", "near ties"], rows))
 

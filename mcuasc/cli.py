@@ -156,12 +156,14 @@ def _progress():
                     console=err, transient=True)
 
 
-def _run_training(data: Path, config, out_path: Path, teacher: Optional[Path], force: bool) -> None:
+def _run_training(data: Path, config, out_path: Path, teacher: Optional[Path], force: bool,
+                  init_from: Optional[Path] = None) -> None:
     from mcuasc.train import train
 
     if out_path.exists() and not force:
         raise InputError(f"{out_path} already exists; pass --force to overwrite it or choose another --out.")
-    table = Table(title=f"{'distilling' if teacher else 'training'} {config.arch} on {data}")
+    what = "fine-tuning with int8 simulated" if config.quantization_aware else "distilling" if teacher else "training"
+    table = Table(title=f"{what} {config.arch} on {data}")
     for column in ("epoch", "lr", "train loss", "KD loss", "val acc", "val macro acc", "val log loss", "s"):
         table.add_column(column, justify="right")
     with _progress() as progress:
@@ -172,18 +174,24 @@ def _run_training(data: Path, config, out_path: Path, teacher: Optional[Path], f
 
         def on_epoch(r) -> None:
             kd = "" if r.kd_loss is None else f"{r.kd_loss:.3f}"
+            int8 = "" if r.val_int8_accuracy is None else (
+                f"  int8 (simulated): acc {r.val_int8_accuracy:.3f}  log loss {r.val_int8_log_loss:.3f}  "
+                f"agreement with float {r.val_int8_agreement:.3f}")
             progress.console.print(
                 f"epoch {r.epoch:3d}  lr {r.lr:.5f}  loss {r.train_loss:.3f}  {('KD ' + kd) if kd else ''}  "
-                f"val acc {r.val_accuracy:.3f}  macro {r.val_macro_accuracy:.3f}  log loss {r.val_log_loss:.3f}  {r.seconds:.1f} s"
+                f"val acc {r.val_accuracy:.3f}  macro {r.val_macro_accuracy:.3f}  log loss {r.val_log_loss:.3f}{int8}  {r.seconds:.1f} s"
             )
             table.add_row(str(r.epoch), f"{r.lr:.5f}", f"{r.train_loss:.3f}", kd, f"{r.val_accuracy:.3f}",
                           f"{r.val_macro_accuracy:.3f}", f"{r.val_log_loss:.3f}", f"{r.seconds:.1f}")
 
-        result = train(data, config, out_path, teacher=teacher, progress=on_progress, log=on_epoch)
+        result = train(data, config, out_path, teacher=teacher, init_from=init_from, progress=on_progress, log=on_epoch)
     best = result.best
     out.print(f"best epoch {result.best_epoch}: accuracy {best.val_accuracy:.3f} (macro {best.val_macro_accuracy:.3f}), "
               f"log loss {best.val_log_loss:.3f}; per device: "
               + ", ".join(f"{d} {a:.2f}" for d, a in best.per_device_accuracy.items()))
+    if best.val_int8_accuracy is not None:
+        out.print(f"int8 simulated: accuracy {best.val_int8_accuracy:.3f}, log loss {best.val_int8_log_loss:.3f}, "
+                  f"top-1 agreement with float {best.val_int8_agreement:.3f}; next: mcuasc convert {out_path}")
     out.print(f"checkpoint: {out_path} ({result.clips_per_second:.0f} training clips/s)")
 
 
@@ -257,6 +265,35 @@ def distill(
     config = _training_config(arch, True, kd_temperature=temperature, kd_weight=kd_weight, epochs=epochs, lr=lr,
                               warmup_epochs=warmup_epochs, augment=augment, seed=seed)
     _run_training(data, config, out_path, teacher, force)
+
+
+@app.command(name="finetune-int8")
+def finetune_int8(
+    checkpoint: Path = typer.Argument(..., help="Trained checkpoint (mcuasc train or distill)."),
+    data: Path = typer.Option(..., help="Dataset folder in the TAU 2022 layout (the one it was trained on)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Checkpoint to write [default: NAME_int8aware.pt]."),
+    epochs: int = typer.Option(10, help="Fine-tuning epochs."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate [default: a tenth of the recipe's]."),
+    teacher: Optional[Path] = typer.Option(None, help="Keep distilling from this teacher while fine-tuning."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+) -> None:
+    """Fine-tune a trained checkpoint with the converter's int8 rounding simulated (quantization-aware), so that
+    its int8 model decides as its float model does; then `mcuasc convert` the result as usual.
+
+    Each epoch calibrates every int8 tensor's range on the clean training clips (as convert does) and trains
+    through that rounding with straight-through gradients, batch-norms frozen; the epoch with the lowest
+    simulated-int8 validation log loss is kept."""
+    import dataclasses
+
+    from mcuasc.checkpoint import load_checkpoint
+    from mcuasc.train import quantization_aware_recipe
+
+    arch = load_checkpoint(checkpoint).arch
+    config = quantization_aware_recipe(arch, epochs)
+    if lr is not None:
+        config = dataclasses.replace(config, lr=lr)
+    _run_training(data, config, out_path or checkpoint.with_name(f"{checkpoint.stem}_int8aware.pt"), teacher, force,
+                  init_from=checkpoint)
 
 
 @app.command(name="convert")

@@ -27,6 +27,7 @@ from mcuasc.data.tau import TauDataset
 from mcuasc.errors import InputError
 from mcuasc.frontend import FloatFrontend, FrontendConfig, preset
 from mcuasc.models import ARCHITECTURES, build_model
+from mcuasc.models.fake_quant import Int8Simulation
 from mcuasc.schedules import PlateauDecay, cosine_with_restarts, warmup_cosine
 
 
@@ -49,6 +50,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     kd_temperature: float = 2.0
     kd_weight: float = 0.5  # share of the loss given to the teacher's soft targets
+    # Fine-tune with the converter's int8 rounding simulated (mcuasc.models.fake_quant), batch-norms frozen.
+    quantization_aware: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -97,6 +100,13 @@ def recipe_for(arch: str, *, distill: bool = False) -> TrainConfig:
                        schedule="constant", augment=AugmentConfig())
 
 
+def quantization_aware_recipe(arch: str, epochs: int = 10) -> TrainConfig:
+    """Fine-tuning a trained checkpoint with int8 simulated: a tenth of the recipe's rate, constant, no warm-up."""
+    base = recipe_for(arch)
+    return dataclasses.replace(base, epochs=epochs, lr=base.lr / 10, schedule="constant", warmup_epochs=0,
+                               quantization_aware=True)
+
+
 @dataclass
 class EpochRecord:
     epoch: int
@@ -108,6 +118,10 @@ class EpochRecord:
     val_log_loss: float
     per_device_accuracy: dict[str, float]
     seconds: float
+    # Quantization-aware fine-tuning: the validation figures with int8 simulated, and top-1 agreement with float.
+    val_int8_accuracy: float | None = None
+    val_int8_log_loss: float | None = None
+    val_int8_agreement: float | None = None
 
 
 @dataclass
@@ -152,19 +166,31 @@ def _learning_rate(config: TrainConfig, epoch: float, plateau: PlateauDecay | No
     return config.lr
 
 
+def _train_with_frozen_batch_norms(model: torch.nn.Module) -> None:
+    """Training mode, but batch-norms keep their statistics: the ones the converter folds are the ones trained with."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 def train(
     data_dir: str | Path,
     config: TrainConfig,
     out: str | Path,
     *,
     teacher: str | Path | None = None,
+    init_from: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     log: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train config.arch on the TAU-layout set in data_dir (fold1 train / evaluate); keep the best epoch
     (lowest validation log loss) in `out`. With a teacher checkpoint, distil: the loss mixes the hard-label
-    cross-entropy with the teacher's temperature-softened targets (Hinton et al.), weight kd_weight."""
+    cross-entropy with the teacher's temperature-softened targets (Hinton et al.), weight kd_weight.
+    With init_from, training starts from that checkpoint's weights (same architecture and labels); with
+    config.quantization_aware, each epoch calibrates int8 ranges on the clean training clips and trains with
+    them simulated, batch-norms frozen, and the epoch kept is the one with the lowest simulated-int8 log loss."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -176,6 +202,15 @@ def train(
         raise InputError(f"{data_dir} has an empty train or evaluate split; both are needed to train.")
     spec = ARCHITECTURES[config.arch]
     fe_cfg = preset(spec.frontend_preset)
+    start = load_checkpoint(init_from) if init_from is not None else None
+    if start is not None:
+        if start.arch != config.arch:
+            raise InputError(f"{init_from} holds a {start.arch} model, not {config.arch}; pass --arch {start.arch}.")
+        if start.labels != dataset.labels:
+            raise InputError(f"{init_from} was trained on other labels; fine-tune on its own label set.")
+        fe_cfg = start.frontend
+    if config.quantization_aware and start is None:
+        raise InputError("quantization-aware fine-tuning starts from a trained checkpoint; pass one (mcuasc train writes it).")
     cache = FeatureCache(Path(cache_dir) if cache_dir else Path(data_dir) / ".mcuasc-cache")
 
     teacher_ckpt = None
@@ -215,7 +250,11 @@ def train(
     val_labels = np.array([c.label_index for c in val_clips])
     n_classes = len(dataset.labels)
 
-    model = build_model(config.arch).to(device)
+    model = (start.build_model() if start is not None else build_model(config.arch)).to(device)
+    simulation = Int8Simulation(model) if config.quantization_aware else None
+    clean_train = train_features if train_features is not None else None
+    if simulation is not None and clean_train is None:
+        clean_train = torch.from_numpy(cache.load_or_compute(train_clips, fe_cfg, impl="float"))
     if config.optimizer == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     else:
@@ -229,8 +268,12 @@ def train(
     steps = math.ceil(n / config.batch_size)
     seen, busy = 0, 0.0
     for epoch in range(config.epochs):
-        start = time.perf_counter()
+        started = time.perf_counter()
         model.train()
+        if simulation is not None:
+            # The converter's calibration: min/max of every int8 tensor over the clean training clips.
+            simulation.calibrate(clean_train[i : i + 64].to(device) for i in range(0, len(clean_train), 64))
+            _train_with_frozen_batch_norms(model)
         order = rng.permutation(n)
         total, total_kd = 0.0, 0.0
         for step in range(steps):
@@ -251,9 +294,20 @@ def train(
                 x, targets = mixup(x, targets, config.augment.mixup_alpha, generator)
             targets, soft = targets[:, :n_classes].to(device), targets[:, n_classes:].to(device)
             x = x.to(device)
-            logits = model(x)
+            if simulation is not None:
+                if teacher_logits is None:
+                    # No teacher: the model's own float output is the target the int8 one must follow, so
+                    # that the two decide alike (what convert's agreement figure measures).
+                    with torch.no_grad():
+                        model.eval()  # the float model as convert runs it: no dropout
+                        soft = F.softmax(model(x) / config.kd_temperature, dim=1)
+                        _train_with_frozen_batch_norms(model)
+                with simulation.active():
+                    logits = model(x)
+            else:
+                logits = model(x)
             loss = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-            if teacher_logits is not None:
+            if teacher_logits is not None or simulation is not None:
                 kd = F.kl_div(F.log_softmax(logits / config.kd_temperature, dim=1), soft, reduction="batchmean")
                 kd = kd * config.kd_temperature**2
                 total_kd += kd.item() * len(index)
@@ -263,28 +317,40 @@ def train(
             optimizer.step()
             total += loss.item() * len(index)
             report(f"epoch {epoch + 1}/{config.epochs}", step + 1, steps)
-        busy += time.perf_counter() - start
+        busy += time.perf_counter() - started
         seen += n
         train_loss = total / n
         if plateau is not None:
             plateau.end_epoch(train_loss)
         metrics = evaluate(model, val_features.to(device), val_labels, [c.device for c in val_clips], n_classes)
+        int8: dict[str, Any] = {}
+        if simulation is not None:
+            with simulation.active():
+                simulated = evaluate(model, val_features.to(device), val_labels, [c.device for c in val_clips], n_classes)
+            agreement = float((simulated["log_probs"].argmax(1) == metrics["log_probs"].argmax(1)).mean())
+            int8 = {"val_int8_accuracy": simulated["accuracy"], "val_int8_log_loss": simulated["log_loss"],
+                    "val_int8_agreement": agreement}
         record = EpochRecord(
-            epoch + 1, lr, train_loss, total_kd / n if teacher_logits is not None else None, metrics["accuracy"],
-            metrics["macro_accuracy"], metrics["log_loss"], metrics["per_device_accuracy"], time.perf_counter() - start,
+            epoch + 1, lr, train_loss, total_kd / n if teacher_logits is not None or simulation is not None else None, metrics["accuracy"],
+            metrics["macro_accuracy"], metrics["log_loss"], metrics["per_device_accuracy"], time.perf_counter() - started,
+            **int8,
         )
         history.append(record)
         if log:
             log(record)
-        if metrics["log_loss"] < best_loss:
-            best_loss, best_epoch = metrics["log_loss"], epoch + 1
+        kept_loss = record.val_int8_log_loss if record.val_int8_log_loss is not None else metrics["log_loss"]
+        if kept_loss < best_loss:
+            best_loss, best_epoch = kept_loss, epoch + 1
             save_checkpoint(
                 Checkpoint(
                     arch=config.arch,
                     state_dict={k: v.cpu() for k, v in model.state_dict().items()},
                     frontend=fe_cfg,
                     labels=list(dataset.labels),
-                    train_config={**config.to_dict(), "teacher": str(teacher) if teacher else None, "data": str(data_dir)},
+                    hparams=dict(start.hparams) if start is not None else {},
+                    train_config={**config.to_dict(), "teacher": str(teacher) if teacher else None, "data": str(data_dir),
+                                  "init_from": str(init_from) if init_from else None,
+                                  "init_train_config": start.train_config if start is not None else None},
                     metrics={**dataclasses.asdict(record), "history": [dataclasses.asdict(r) for r in history]},
                 ),
                 out,

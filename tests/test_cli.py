@@ -14,8 +14,8 @@ from mcuasc.testsignals import realistic_corpus
 
 from conftest import mcuasc_command
 
-COMMANDS = ["features", "presets", "boards", "demo", "synth-data", "zoo", "train", "distill", "convert", "simulate",
-            "gen-firmware", "emulate"]
+COMMANDS = ["features", "presets", "boards", "demo", "synth-data", "zoo", "train", "distill", "finetune-int8", "convert",
+            "simulate", "gen-firmware", "emulate"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

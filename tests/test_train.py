@@ -130,6 +130,7 @@ def test_cli_refuses_bad_training_input(small_scenes, tmp_path):
         (("train", "--data", str(small_scenes), "--arch", "bcresnet-student", "--augment", "wild"), "unknown augmentation"),
         (("train", "--data", str(small_scenes), "--arch", "bcresnet-student", "--lr", "-1"), "learning rate"),
         (("distill", "--teacher", str(tmp_path / "t.pt"), "--data", str(small_scenes)), "does not exist"),
+        (("finetune-int8", str(tmp_path / "t.pt"), "--data", str(small_scenes)), "does not exist"),
     ]:
         result = run(*args, "--out", str(tmp_path / "x.pt"))
         assert result.returncode == 2, (args, result.stderr)
