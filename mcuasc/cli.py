@@ -280,9 +280,9 @@ def finetune_int8(
     """Fine-tune a trained checkpoint with the converter's int8 rounding simulated (quantization-aware), so that
     its int8 model decides as its float model does; then `mcuasc convert` the result as usual.
 
-    Each epoch calibrates every int8 tensor's range on the clean training clips (as convert does) and trains
-    through that rounding with straight-through gradients, batch-norms frozen; the epoch with the lowest
-    simulated-int8 validation log loss is kept."""
+    Each epoch calibrates every int8 tensor's range on the clean training clips (as convert does); each step
+    trains the float model and its int8 twin (straight-through gradients, batch-norms frozen) on the labels, the
+    int8 output also following the float one. The epoch with the lowest simulated-int8 validation log loss is kept."""
     import dataclasses
 
     from mcuasc.checkpoint import load_checkpoint

@@ -189,8 +189,9 @@ def train(
     (lowest validation log loss) in `out`. With a teacher checkpoint, distil: the loss mixes the hard-label
     cross-entropy with the teacher's temperature-softened targets (Hinton et al.), weight kd_weight.
     With init_from, training starts from that checkpoint's weights (same architecture and labels); with
-    config.quantization_aware, each epoch calibrates int8 ranges on the clean training clips and trains with
-    them simulated, batch-norms frozen, and the epoch kept is the one with the lowest simulated-int8 log loss."""
+    config.quantization_aware, each epoch calibrates int8 ranges on the clean training clips; each step trains the
+    float model and its int8-simulated twin on the labels, the twin also following the float output (or the
+    teacher's), batch-norms frozen; the epoch kept is the one with the lowest simulated-int8 log loss."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -294,19 +295,22 @@ def train(
                 x, targets = mixup(x, targets, config.augment.mixup_alpha, generator)
             targets, soft = targets[:, :n_classes].to(device), targets[:, n_classes:].to(device)
             x = x.to(device)
+            float_loss = None
             if simulation is not None:
+                # Both the float model and its int8 twin learn the labels, and the int8 one follows the float
+                # one's softened output (or a teacher's): the two must decide alike, which is what convert's
+                # agreement figure measures.
+                float_logits = model(x)
+                float_loss = -(targets * F.log_softmax(float_logits, dim=1)).sum(dim=1).mean()
                 if teacher_logits is None:
-                    # No teacher: the model's own float output is the target the int8 one must follow, so
-                    # that the two decide alike (what convert's agreement figure measures).
-                    with torch.no_grad():
-                        model.eval()  # the float model as convert runs it: no dropout
-                        soft = F.softmax(model(x) / config.kd_temperature, dim=1)
-                        _train_with_frozen_batch_norms(model)
+                    soft = F.softmax(float_logits.detach() / config.kd_temperature, dim=1)
                 with simulation.active():
                     logits = model(x)
             else:
                 logits = model(x)
             loss = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+            if float_loss is not None:
+                loss = (loss + float_loss) / 2
             if teacher_logits is not None or simulation is not None:
                 kd = F.kl_div(F.log_softmax(logits / config.kd_temperature, dim=1), soft, reduction="batchmean")
                 kd = kd * config.kd_temperature**2

@@ -90,6 +90,8 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
         assert 0.0 <= m.fidelity[key] <= 1.0
     assert m.fidelity["clips"] == len(TauDataset.open(scenes).split("evaluate"))
     assert 0 <= m.fidelity["tflm_bit_exact_clips"] <= m.fidelity["clips"]
+    # Below the agreement goal, convert points at the remedy.
+    assert (m.fidelity["agreement"] < 0.99) == any("mcuasc finetune-int8" in n for n in converted.notes)
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01

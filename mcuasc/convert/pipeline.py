@@ -251,6 +251,9 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         int8_logits = np.stack([analysis.invoke(interpreter, x) for x in validation_int8])
         labels = np.array([c.label_index for c in validation_clips])
         fid = analysis.fidelity(float_logits, int8_logits, out_scale, out_zero, labels)
+        if fid.agreement < 0.99 and not checkpoint.train_config.get("quantization_aware"):
+            notes.append(f"int8 decides as float on {100 * fid.agreement:.0f} % of the validation clips; fine-tuning with int8 "
+                         f"simulated may help: mcuasc finetune-int8 {checkpoint_path} --data DIR, then convert the result")
         # What the device runs (TFLM) against the reference, on the same clips; simulate localises any difference.
         tflm = analysis.tflm_interpreter(int8_flatbuffer, arena)
         tflm_agrees = [np.array_equal(analysis.tflm_invoke(tflm, x), logits) for x, logits in zip(validation_int8, int8_logits)]
