@@ -28,7 +28,7 @@ from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 _QUANTIZED_TYPES = (nn.BatchNorm2d, nn.ReLU, nn.SiLU, nn.Hardsigmoid, nn.Sigmoid, nn.MaxPool2d, SubSpectralNorm,
                     ResidualNorm, nn.Linear)
 _POOLS = (AxisAverage, nn.AvgPool2d, nn.AdaptiveAvgPool2d)  # int8: the input's scale
-_BLOCK_SUFFIXES = ("Block",)  # BC-ResNet's TransitionBlock / NormalBlock and the like: their residual sums
+_BLOCK_SUFFIXES = ("Block", "Bottleneck")  # BC-ResNet's blocks, MobileNetV2's bottlenecks: their residual sums
 
 
 def _round_to_grid(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
