@@ -166,6 +166,11 @@ def _learning_rate(config: TrainConfig, epoch: float, plateau: PlateauDecay | No
     return config.lr
 
 
+def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against (possibly mixed-up) target distributions."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
 def _train_with_frozen_batch_norms(model: torch.nn.Module) -> None:
     """Training mode, but batch-norms keep their statistics: the ones the converter folds are the ones trained with."""
     model.train()
@@ -249,11 +254,13 @@ def train(
         del teacher_model
         report("teacher targets", 1, 1)
     val_labels = np.array([c.label_index for c in val_clips])
+    val_devices = [c.device for c in val_clips]
     n_classes = len(dataset.labels)
 
     model = (start.build_model() if start is not None else build_model(config.arch)).to(device)
     simulation = Int8Simulation(model) if config.quantization_aware else None
-    clean_train = train_features if train_features is not None else None
+    follows_soft_targets = teacher_logits is not None or simulation is not None  # a teacher's, or its own float output
+    clean_train = train_features
     if simulation is not None and clean_train is None:
         clean_train = torch.from_numpy(cache.load_or_compute(train_clips, fe_cfg, impl="float"))
     if config.optimizer == "sgd":
@@ -301,17 +308,17 @@ def train(
                 # one's softened output (or a teacher's): the two must decide alike, which is what convert's
                 # agreement figure measures.
                 float_logits = model(x)
-                float_loss = -(targets * F.log_softmax(float_logits, dim=1)).sum(dim=1).mean()
+                float_loss = _soft_cross_entropy(float_logits, targets)
                 if teacher_logits is None:
                     soft = F.softmax(float_logits.detach() / config.kd_temperature, dim=1)
                 with simulation.active():
                     logits = model(x)
             else:
                 logits = model(x)
-            loss = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+            loss = _soft_cross_entropy(logits, targets)
             if float_loss is not None:
                 loss = (loss + float_loss) / 2
-            if teacher_logits is not None or simulation is not None:
+            if follows_soft_targets:
                 kd = F.kl_div(F.log_softmax(logits / config.kd_temperature, dim=1), soft, reduction="batchmean")
                 kd = kd * config.kd_temperature**2
                 total_kd += kd.item() * len(index)
@@ -326,16 +333,16 @@ def train(
         train_loss = total / n
         if plateau is not None:
             plateau.end_epoch(train_loss)
-        metrics = evaluate(model, val_features.to(device), val_labels, [c.device for c in val_clips], n_classes)
+        metrics = evaluate(model, val_features.to(device), val_labels, val_devices, n_classes)
         int8: dict[str, Any] = {}
         if simulation is not None:
             with simulation.active():
-                simulated = evaluate(model, val_features.to(device), val_labels, [c.device for c in val_clips], n_classes)
+                simulated = evaluate(model, val_features.to(device), val_labels, val_devices, n_classes)
             agreement = float((simulated["log_probs"].argmax(1) == metrics["log_probs"].argmax(1)).mean())
             int8 = {"val_int8_accuracy": simulated["accuracy"], "val_int8_log_loss": simulated["log_loss"],
                     "val_int8_agreement": agreement}
         record = EpochRecord(
-            epoch + 1, lr, train_loss, total_kd / n if teacher_logits is not None or simulation is not None else None, metrics["accuracy"],
+            epoch + 1, lr, train_loss, total_kd / n if follows_soft_targets else None, metrics["accuracy"],
             metrics["macro_accuracy"], metrics["log_loss"], metrics["per_device_accuracy"], time.perf_counter() - started,
             **int8,
         )

@@ -89,8 +89,8 @@ class Int8Simulation:
             self.model.train(was_training)
 
     @contextmanager
-    def active(self, enabled: bool = True):
-        previous, self.enabled = self.enabled, enabled
+    def active(self):
+        previous, self.enabled = self.enabled, True
         try:
             yield self
         finally:
@@ -105,6 +105,7 @@ class Int8Simulation:
 def _quantized_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The modules whose outputs the int8 graph holds as int8 tensors, in model order."""
     named = list(model.named_modules())
+    modules = dict(named)
     chosen = []
     for i, (name, module) in enumerate(named):
         if not name:
@@ -115,14 +116,10 @@ def _quantized_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if not isinstance(following, nn.BatchNorm2d):
                 chosen.append((name, module))
         elif isinstance(module, _POOLS + _QUANTIZED_TYPES):
-            if isinstance(module, nn.BatchNorm2d) and _inside(name, named, SubSpectralNorm):
+            parent = modules.get(name.rpartition(".")[0])
+            if isinstance(module, nn.BatchNorm2d) and isinstance(parent, SubSpectralNorm):
                 continue  # SubSpectralNorm's own batch-norm: the SubSpectralNorm output is the point
             chosen.append((name, module))
         elif type(module).__name__.endswith(_BLOCK_SUFFIXES):
             chosen.append((name, module))
     return chosen
-
-
-def _inside(name: str, named: list[tuple[str, nn.Module]], kind: type) -> bool:
-    parent = name.rsplit(".", 1)[0] if "." in name else ""
-    return any(n == parent and isinstance(m, kind) for n, m in named)
