@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import subprocess
 
 import numpy as np
@@ -16,7 +17,8 @@ from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mcuasc.convert import analysis, convert, find_manifest, load_manifest
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.onnx_export import export_onnx
-from mcuasc.convert.pipeline import _run_tf_worker
+from mcuasc.convert.pipeline import ConvertOptions, _run_tf_worker
+from mcuasc.convert.ranges import _Tails
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
 from mcuasc.frontend import IntegerFrontend, preset
@@ -95,6 +97,7 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01
+    assert m.graph["activation_ranges"] == {"method": "minmax"}  # the converter's own, by default
 
 
 @pytest.mark.slow
@@ -146,7 +149,8 @@ def test_teacher_shaped_graph_has_no_layout_ops(tmp_path):
     onnx_path = tmp_path / "teacher.onnx"
     export_onnx(model, (1, 256, 44), onnx_path)
     features = np.random.default_rng(0).normal(0.0, 1.0, (4, 256, 44, 1)).astype(np.float32)
-    _run_tf_worker(onnx_path, tmp_path, features, tmp_path / "convert.log", False, tmp_path / "convert.log")
+    _run_tf_worker(onnx_path, tmp_path, features, ConvertOptions().activation_percentile, tmp_path / "convert.log", False,
+                   tmp_path / "convert.log")
     for name in ("model_float32.tflite", "model_int8.tflite"):
         ops = analysis.op_names(analysis.reference_interpreter((tmp_path / name).read_bytes()))
         assert not LAYOUT_OPS & set(ops), (name, ops)
@@ -159,6 +163,61 @@ def test_teacher_shaped_graph_has_no_layout_ops(tmp_path):
         expected = model(torch.from_numpy(features.transpose(0, 3, 1, 2).copy())).numpy()
     got = np.stack([analysis.invoke(interpreter, x) for x in features])
     assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_tails_give_the_exact_percentile_of_a_stream():
+    rng = np.random.default_rng(1)
+    chunks = [rng.standard_t(3, size=n).astype(np.float32) for n in (500, 3, 2000, 1)]
+    every = np.sort(np.concatenate(chunks))
+    beyond = int(1e-3 * every.size)
+    tails = _Tails(beyond + 1)
+    for chunk in chunks:
+        tails.add(chunk)
+    # beyond values lie strictly below the low bound and above the high one.
+    assert tails.low.max() == every[beyond] and tails.high.min() == every[-1 - beyond]
+
+
+def _quantization(flatbuffer: bytes) -> dict[str, tuple[float, int]]:
+    """Scale and zero point of the model's input and of every operator's int8 output (the activations)."""
+    interpreter = analysis.reference_interpreter(flatbuffer)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    activations = [interpreter.get_input_details()[0]["index"], *(op["outputs"][0] for op in interpreter._get_ops_details())]
+    return {details[i]["name"]: analysis.tensor_quantization(details[i]) for i in activations if details[i]["dtype"] == np.int8}
+
+
+@pytest.mark.slow
+def test_activation_ranges_narrow_to_the_percentile_and_only_the_intermediate_ones(tmp_path):
+    """The converter's own min/max, the same through mcuasc's calibrate-narrow-quantize path at percentile 100,
+    and narrowed at 99.99: every intermediate range within min/max, most of them narrower, input and output
+    (the front end's scale, the logits) unchanged."""
+    torch.manual_seed(0)
+    model = BCResNet(c=8, student=True).eval()
+    model.input_norm = torch.nn.Identity()
+    onnx_path = tmp_path / "student.onnx"
+    export_onnx(model, (1, 256, 44), onnx_path)
+    features = np.random.default_rng(0).normal(0.0, 1.0, (8, 256, 44, 1)).astype(np.float32)
+    quantization = {}
+    for percentile in (None, 100.0, 99.99):
+        work = tmp_path / str(percentile)
+        work.mkdir()
+        _run_tf_worker(onnx_path, work, features, percentile, work / "convert.log", False, work / "convert.log")
+        quantization[percentile] = _quantization((work / "model_int8.tflite").read_bytes())
+    assert quantization[100.0] == quantization[None]
+    minmax, narrowed = quantization[None], quantization[99.99]
+    assert narrowed.keys() == minmax.keys()
+    interpreter = analysis.reference_interpreter((tmp_path / "None" / "model_int8.tflite").read_bytes())
+    boundary = {interpreter.get_input_details()[0]["name"], interpreter.get_output_details()[0]["name"]}
+    assert all(narrowed[name] == minmax[name] for name in boundary)
+    intermediate = [name for name in minmax if name not in boundary]
+    assert all(narrowed[name][0] <= minmax[name][0] * (1 + 1e-6) for name in intermediate)
+    # Small tensors (fewer values than 1 / tail fraction: time means, the head) and fixed-scale ones (LOGISTIC) keep
+    # their ranges; on random features the full-size ones narrow by a few percent (a Gaussian's max over 10⁵ values
+    # against its 99.99th percentile).
+    shrunk = sum(narrowed[name][0] < 0.99 * minmax[name][0] for name in intermediate)
+    assert shrunk > len(intermediate) // 4
+    report = json.loads((tmp_path / "99.99" / "activation_ranges.json").read_text())
+    assert report["percentile"] == 99.99 and 0 < report["narrowed"] <= report["tensors"]
+    assert not (tmp_path / "None" / "activation_ranges.json").exists()
 
 
 @pytest.mark.slow

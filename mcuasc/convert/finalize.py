@@ -37,7 +37,7 @@ from mcuasc.convert.memory_plan import METADATA_NAME, MemoryPlan, lifetimes, off
 BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
 
 
-def _schema():
+def tflite_schema():
     from ai_edge_litert import schema_py_generated
 
     return schema_py_generated
@@ -51,7 +51,7 @@ class _AlignedBuffer:
         self.buffer = buffer
 
     def Pack(self, builder):
-        schema = _schema()
+        schema = tflite_schema()
         data = self.buffer.data
         vector = None
         if data is not None:
@@ -71,7 +71,7 @@ class _AlignedBuffer:
 
 def drop_bias_quantization(model) -> int:
     """Remove the quantization parameters of per-channel int32 bias tensors; returns how many."""
-    schema = _schema()
+    schema = tflite_schema()
     graph = model.subgraphs[0]
     biases = set()
     for op in graph.operators:
@@ -97,7 +97,7 @@ def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
     """Nudge each int8 MUL's output scale until TFLite and TFLM compute the same result for every operand pair;
     returns how many scales moved and the operators for which no scale within `search` float32 steps does.
     Ops that must keep their input's scale (pools, reshapes, pads) after a nudged tensor follow it."""
-    schema = _schema()
+    schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors = graph.tensors
 
@@ -145,7 +145,7 @@ def _operator_code(model, builtin: int, version: int) -> int:
     for i, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
             return i
-    code = _schema().OperatorCodeT()
+    code = tflite_schema().OperatorCodeT()
     code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, version
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
@@ -153,7 +153,7 @@ def _operator_code(model, builtin: int, version: int) -> int:
 
 def grouped_convs_as_depthwise(model) -> int:
     """Rewrite CONV_2Ds with one input channel per group as DEPTHWISE_CONV_2D (multiplier 1); returns how many."""
-    schema = _schema()
+    schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors, buffers = graph.tensors, model.buffers
     convs = [op for op in graph.operators if _op_name(model, op) == "CONV_2D"]
@@ -201,7 +201,7 @@ def grouped_convs_as_depthwise(model) -> int:
 
 
 def _op_name(model, op) -> str:
-    schema = _schema()
+    schema = tflite_schema()
     code = model.operatorCodes[op.opcodeIndex]
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     return next(k for k, v in vars(schema.BuiltinOperator).items() if v == builtin and not k.startswith("_"))
@@ -221,7 +221,7 @@ def _bands(values: np.ndarray) -> int | None:
 def store_band_constants(model) -> int:
     """Rewrite chains of MUL/ADD by piecewise-constant (1, F, 1, C) constants to work on the (1, S, F/S·T, C)
     view of their activation, with (1, S, 1, C) constants; returns how many constants shrank."""
-    schema = _schema()
+    schema = tflite_schema()
     graph = model.subgraphs[0]
     buffers, tensors = model.buffers, graph.tensors
     consumers: dict[int, list[int]] = {}
@@ -322,7 +322,7 @@ def store_band_constants(model) -> int:
     return len(eligible)
 
 
-def _pack(model, size_hint: int) -> bytes:
+def pack_model(model, size_hint: int) -> bytes:
     model.buffers = [_AlignedBuffer(b) for b in model.buffers]
     builder = flatbuffers.Builder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
@@ -357,13 +357,13 @@ def _check_same_outputs(original: bytes, rewritten: bytes, inputs: int = 3) -> N
 
 def finalize(flatbuffer: bytes) -> Finalized:
     """The deployed flatbuffer, checked to compute exactly what the converter's did (with MUL scales aligned)."""
-    schema = _schema()
+    schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     if len(model.subgraphs) != 1:
         raise ValueError("mcuasc finalizes single-subgraph models only")
     aligned, unaligned = align_mul_multipliers(model)
     if aligned:
-        flatbuffer = _pack(model, len(flatbuffer))
+        flatbuffer = pack_model(model, len(flatbuffer))
         model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     biases = drop_bias_quantization(model)
     depthwise = grouped_convs_as_depthwise(model)
@@ -376,7 +376,7 @@ def finalize(flatbuffer: bytes) -> Finalized:
     metadata.name = METADATA_NAME
     metadata.buffer = len(model.buffers) - 1
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [metadata]
-    rewritten = _pack(model, len(flatbuffer))
+    rewritten = pack_model(model, len(flatbuffer))
     _check_same_outputs(flatbuffer, rewritten)
     return Finalized(rewritten, plan, biases, bands, depthwise, aligned, tuple(unaligned))
 
@@ -384,9 +384,9 @@ def finalize(flatbuffer: bytes) -> Finalized:
 def without_memory_plan(flatbuffer: bytes) -> bytes:
     """The same model without its offline memory plan: for runs that keep every intermediate tensor (the plan lets
     in-place ops overwrite their inputs, and TFLM's preserve-all mode cannot honour it)."""
-    model = _schema().ModelT.InitFromPackedBuf(flatbuffer, 0)
+    model = tflite_schema().ModelT.InitFromPackedBuf(flatbuffer, 0)
     names = [m.name for m in (model.metadata or [])]
     if METADATA_NAME.encode() not in names and METADATA_NAME not in names:
         return flatbuffer
     model.metadata = [m for m in model.metadata if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
-    return _pack(model, len(flatbuffer))
+    return pack_model(model, len(flatbuffer))

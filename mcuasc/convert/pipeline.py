@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -45,6 +46,10 @@ class ConvertOptions:
     calibration_clips: int = 200  # at most; spread evenly over the calibration source
     validation_clips: int = 300  # at most, for the fidelity figures
     sqnr_clips: int = 4
+    # Intermediate int8 activation ranges: the converter's min/max over the calibration set (None), or narrowed to
+    # this percentile (and 100 minus it) of the calibration values (mcuasc.convert.ranges). Narrowing raises the
+    # logits' SQNR but not the agreement with float, and costs int8 accuracy (fidelity_budget.py): min/max stays.
+    activation_percentile: float | None = None
     # The float32 TFLite from onnx2tf must compute what torch computes before anything is quantized.
     float_tolerance: float = 1e-3  # max |Δ logit| relative to the largest |logit|
     fallback_clips_per_class: int = 10
@@ -109,11 +114,12 @@ def _claim_outputs(out_dir: Path, targets: dict[str, Path], force: bool) -> None
         raise InputError(f"{existing[0]} exists and was not written by mcuasc convert; move it, pass another --out, or --force.")
 
 
-def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, log_path: Path, verbose: bool,
-                   shown_log: Path) -> None:
+def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, percentile: float | None, log_path: Path,
+                   verbose: bool, shown_log: Path) -> None:
     calibration_path = work / "calibration.npy"
     np.save(calibration_path, calibration.astype(np.float32))
-    command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path)]
+    command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path),
+               "minmax" if percentile is None else repr(float(percentile))]
     env = dict(os.environ, PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
     with log_path.open("w", encoding="utf-8") as log:
         log.write(f"{LOG_HEADER} {onnx_path.name}: onnx2tf and the TFLite converter\n")
@@ -198,12 +204,15 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")
         log_tmp = work / "convert.log"
         try:
-            _run_tf_worker(onnx_tmp, work, calibration_features, log_tmp, verbose, targets["log"])
+            _run_tf_worker(onnx_tmp, work, calibration_features, options.activation_percentile, log_tmp, verbose, targets["log"])
         except ToolError:
             if log_tmp.exists():
                 shutil.copyfile(log_tmp, targets["log"])
             raise
         float_flatbuffer = (work / "model_float32.tflite").read_bytes()
+        ranges_path = work / "activation_ranges.json"
+        activation_ranges = ({"method": "percentile", **json.loads(ranges_path.read_text())} if ranges_path.exists()
+                             else {"method": "minmax"})
         # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, SubSpectralNorm's
         # constants per band, an offline memory plan; the int8 arithmetic stays exactly the converter's.
         finalized = finalize((work / "model_int8.tflite").read_bytes())
@@ -297,6 +306,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
                    "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
                    "activations": "int8 per-tensor",
+                   "activation_ranges": activation_ranges,
                    "rewrites": {"bias_tensors_without_quantization": finalized.bias_tensors_without_quantization,
                                 "band_constants": finalized.band_constants,
                                 "grouped_convs_as_depthwise": finalized.depthwise_convs,

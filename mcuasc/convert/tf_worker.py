@@ -4,16 +4,19 @@ TensorFlow and onnx2tf print hundreds of lines to stdout/stderr from C++ as well
 lets the parent send all of it to a log file (shown with --verbose) and keeps TensorFlow out of the
 parent's memory. Invoked as
 
-    python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy
+    python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE
 
-CALIBRATION.npy holds float32 features, NHWC (clips, mels, frames, channels). Writes into WORKDIR:
+CALIBRATION.npy holds float32 features, NHWC (clips, mels, frames, channels); PERCENTILE narrows the int8
+activation ranges (mcuasc.convert.ranges), or is "minmax" for the converter's own min/max. Writes into WORKDIR:
 saved_model/ (onnx2tf), model_float32.tflite and model_int8.tflite (both converted here from that SavedModel
-with one converter, so their tensor names match for per-layer comparison), and stage.txt naming the stage
-reached, for the parent's error message.
+with one converter, so their tensor names match for per-layer comparison), activation_ranges.json (what the
+narrowing did), and stage.txt naming the stage reached, for the parent's error message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -98,7 +101,7 @@ def _keep_add_outputs_nhwc() -> None:
     Add.make_node, Add.transpose_with_flexing_deterrence = add_make_node, rescue_transpose
 
 
-def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
+def main(onnx_path: str, workdir: str, calibration_path: str, percentile: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     work = Path(workdir)
@@ -143,11 +146,23 @@ def main(onnx_path: str, workdir: str, calibration_path: str) -> None:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     # Per-channel weight quantization is the converter's default for conv and fully-connected weights.
-    (work / "model_int8.tflite").write_bytes(converter.convert())
+    if percentile == "minmax":
+        (work / "model_int8.tflite").write_bytes(converter.convert())
+    else:
+        # Calibrate, narrow the ranges, then quantize as convert() would (TFLiteConverterBase._quantize with
+        # the new quantizer, tensorflow 2.19): the same quantizer, given other ranges.
+        from tensorflow.lite.python.convert import mlir_quantize
+
+        from mcuasc.convert.ranges import narrow_activation_ranges
+
+        converter._experimental_calibrate_only = True
+        calibrated, report = narrow_activation_ranges(converter.convert(), calibration, float(percentile))
+        (work / "activation_ranges.json").write_text(json.dumps(dataclasses.asdict(report)))
+        (work / "model_int8.tflite").write_bytes(mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.int8))
     _stage(work, "done")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit("usage: python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy")
+    if len(sys.argv) != 5:
+        sys.exit("usage: python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE|minmax")
     main(*sys.argv[1:])
