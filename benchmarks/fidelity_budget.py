@@ -71,10 +71,9 @@ def budget(name: str, work: Path, epochs: int, finetune_epochs: int) -> list[lis
     return rows
 
 
-def int8_model_logits(manifest, out_dir: Path, pcm: np.ndarray) -> np.ndarray:
-    """Dequantized logits of a converted model on TFLite's reference kernels, fed by the integer front end."""
+def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> np.ndarray:
+    """Dequantized logits of a converted model on TFLite's reference kernels, fed the integer front end's features."""
     interpreter = analysis.reference_interpreter((out_dir / manifest.files["tflite"]).read_bytes())
-    features = IntegerFrontend(manifest.frontend)(pcm)
     logits = np.stack([analysis.invoke(interpreter, x) for x in features]).astype(np.float64)
     return manifest.output.scale * (logits - manifest.output.zero_point)
 
@@ -101,8 +100,10 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
         from_integer_frontend = graph(nchw(dequantized)).numpy()
         graph_float_input = FloatFrontend(manifest.frontend)(pcm)
         with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
-    int8_model = int8_model_logits(manifest, work / checkpoint.stem, pcm)
-    int8_narrowed = int8_model_logits(narrowed, narrowed_dir, pcm)
+    # Narrowing keeps the input's min/max range, so both models take the same front-end features.
+    assert narrowed.frontend == manifest.frontend
+    int8_model = int8_model_logits(manifest, work / checkpoint.stem, int8_features)
+    int8_narrowed = int8_model_logits(narrowed, narrowed_dir, int8_features)
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))

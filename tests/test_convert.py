@@ -188,7 +188,7 @@ def _quantization(flatbuffer: bytes) -> dict[str, tuple[float, int]]:
 @pytest.mark.slow
 def test_activation_ranges_narrow_to_the_percentile_and_only_the_intermediate_ones(tmp_path):
     """The converter's own min/max, the same through mcuasc's calibrate-narrow-quantize path at percentile 100,
-    and narrowed at 99.99: every intermediate range within min/max, most of them narrower, input and output
+    and narrowed at 99.99: every intermediate range within min/max, many of them narrower, input and output
     (the front end's scale, the logits) unchanged."""
     torch.manual_seed(0)
     model = BCResNet(c=8, student=True).eval()

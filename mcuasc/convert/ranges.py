@@ -25,7 +25,7 @@ from mcuasc.convert.finalize import pack_model, tflite_schema
 class RangeReport:
     percentile: float
     tensors: int  # intermediate activations with a calibrated range
-    narrowed: int  # of which the percentile range is narrower than min/max (none has fewer values than 1/tail)
+    narrowed: int  # of which the percentile range is narrower than min/max (those with fewer values than 1/tail keep it)
     median_width_ratio: float  # median over those tensors of narrowed width / min-max width
 
 
@@ -56,18 +56,16 @@ def narrow_activation_ranges(calibrated: bytes, calibration: np.ndarray, percent
     model = tflite_schema().ModelT.InitFromPackedBuf(calibrated, 0)
     graph = model.subgraphs[0]
     boundary = set(graph.inputs) | set(graph.outputs)
-    ranged = [i for i, tensor in enumerate(graph.tensors)
-              if i not in boundary and tensor.quantization is not None and tensor.quantization.min is not None
-              and len(tensor.quantization.min) == 1]
-    activations = len(ranged)
+    activations = [i for i, tensor in enumerate(graph.tensors)
+                   if i not in boundary and tensor.quantization is not None and tensor.quantization.min is not None
+                   and len(tensor.quantization.min) == 1]
     interpreter = Interpreter(model_content=calibrated, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
                               experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
-    sizes = {i: math.prod(int(v) for v in graph.tensors[i].shape) for i in ranged}
     tail_fraction = (100.0 - percentile) / 100.0
     # Values strictly beyond the percentile: k of the stream's N; the (k+1)-th largest is the bound.
-    beyond = {i: int(tail_fraction * sizes[i] * len(calibration)) for i in ranged}
-    ranged = [i for i in ranged if beyond[i] > 0]  # the rest keep min/max exactly (small tensors, percentile 100)
+    beyond = {i: int(tail_fraction * math.prod(int(v) for v in graph.tensors[i].shape) * len(calibration)) for i in activations}
+    ranged = [i for i in activations if beyond[i] > 0]  # the rest keep min/max exactly (small tensors, percentile 100)
     tails = {i: _Tails(beyond[i] + 1) for i in ranged}
     input_index = interpreter.get_input_details()[0]["index"]
     for clip in calibration:
@@ -86,6 +84,6 @@ def narrow_activation_ranges(calibrated: bytes, calibration: np.ndarray, percent
         if (low, high) != (lowest, highest):
             ratios.append((high - low) / (highest - lowest))
         quantization.min, quantization.max = [low], [high]
-    report = RangeReport(percentile=percentile, tensors=activations, narrowed=len(ratios),
+    report = RangeReport(percentile=percentile, tensors=len(activations), narrowed=len(ratios),
                          median_width_ratio=float(np.median(ratios)) if ratios else 1.0)
     return pack_model(model, len(calibrated)), report
