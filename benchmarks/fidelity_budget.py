@@ -12,6 +12,10 @@ and the top-1 agreement with it:
   int8, as the converter does, on the float front end;
 - int8 model: the converted flatbuffer on TFLite's reference kernels, on the integer front end (what convert's
   fidelity figures and the device compute);
+- int8 activations alone: the checkpoint's convolution weights first rounded per output channel to int8 in its own
+  (training) form, saved, converted: folding a batch-norm scales a channel's weights by one factor, so they stay on
+  the converter's grid and only its activation (and constant-operand) rounding is left; this row's reference is
+  that rounded float model (BC-ResNet's stem, re-formed by StemNormExpand, is the exception);
 - int8 model, 99.99th-percentile ranges: the same with every intermediate activation's int8 range narrowed from
   the calibration set's min/max (convert's default) to its 0.01th…99.99th percentiles (mcuasc.convert.ranges).
 "Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 
 from _common import machine, markdown_table
-from mcuasc.checkpoint import load_checkpoint
+from mcuasc.checkpoint import load_checkpoint, save_checkpoint
 from mcuasc.convert import ConvertOptions, analysis, convert
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.synth import synthesize_dataset
@@ -107,7 +111,7 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
-    rows = []
+    rows = [activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels)]
     for label, logits in (("integer front end", from_integer_frontend), ("int8 weights", with_int8_weights),
                           ("int8 model, 99.99th-percentile ranges", int8_narrowed), ("int8 model", int8_model)):
         rows.append([name, label, f"{sqnr_db(reference, logits):.1f}", f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %",
@@ -116,7 +120,24 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     for row in rows[:-1]:
         row.append("")
     rows.insert(0, [name, "float (reference)", "—", "100 %", f"{100 * (reference.argmax(1) == labels).mean():.1f} %", ""])
+    rows.insert(3, rows.pop(1))  # after "int8 weights": the other half of the split
     return rows
+
+
+def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndarray, float_features: np.ndarray,
+                      labels: np.ndarray) -> list[object]:
+    """The row "int8 activations alone": a checkpoint whose weights already lie on the int8 grid, against its own
+    float model."""
+    grid = ckpt.build_model()
+    int8_weights(grid)
+    grid_checkpoint = save_checkpoint(dataclasses.replace(ckpt, state_dict={k: v.clone() for k, v in grid.state_dict().items()}),
+                                      out_dir.with_suffix(".pt"))
+    manifest = convert(grid_checkpoint, out_dir, data=scenes).manifest
+    with torch.no_grad():
+        reference = grid(torch.from_numpy(np.ascontiguousarray(float_features.transpose(0, 3, 1, 2))).float()).numpy().astype(np.float64)
+    logits = int8_model_logits(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm))
+    return [name, "int8 activations alone (weights on the int8 grid; vs that float model)", f"{sqnr_db(reference, logits):.1f}",
+            f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
 
 
 def main() -> None:
