@@ -71,8 +71,19 @@ def budget(name: str, work: Path, epochs: int, finetune_epochs: int) -> list[lis
                               (f"+{finetune_epochs} epochs finetune-int8", tuning)):
             tuned = work / f"{name}-{'qat' if config.quantization_aware else 'control'}.pt"
             train(scenes, config, tuned, init_from=checkpoint)
-            rows += [[name, f"{label}: {row[1]}", *row[2:]] for row in sources(name, tuned, work, scenes) if row[1] in ("float (reference)", "int8 model")]
+            rows += [[name, f"{label}: {r[1]}", *r[2:]] for r in sources(name, tuned, work, scenes) if r[1] in ("float (reference)", "int8 model")]
     return rows
+
+
+def nchw(features: np.ndarray) -> torch.Tensor:
+    """Front-end features (clips, mels, frames, channels) as the torch models' input."""
+    return torch.from_numpy(np.ascontiguousarray(features.transpose(0, 3, 1, 2))).float()
+
+
+def row(name: str, label: str, reference: np.ndarray, logits: np.ndarray, labels: np.ndarray) -> list[object]:
+    """One table row: logits against their reference (SQNR, top-1 agreement), and their accuracy."""
+    return [name, label, f"{sqnr_db(reference, logits):.1f}", f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %",
+            f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
 
 
 def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> np.ndarray:
@@ -92,7 +103,6 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     clips = TauDataset.open(scenes).split("evaluate")
     pcm = load_pcm(clips, ckpt.frontend)
     labels = np.array([c.label_index for c in clips])
-    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).float()
     float_features = FloatFrontend(ckpt.frontend)(pcm)
     int8_features = IntegerFrontend(manifest.frontend)(pcm)
     with torch.no_grad():
@@ -111,16 +121,15 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
-    rows = [activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels)]
-    for label, logits in (("integer front end", from_integer_frontend), ("int8 weights", with_int8_weights),
-                          ("int8 model, 99.99th-percentile ranges", int8_narrowed), ("int8 model", int8_model)):
-        rows.append([name, label, f"{sqnr_db(reference, logits):.1f}", f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %",
-                     f"{100 * (logits.argmax(1) == labels).mean():.1f} %"])
+    rows = [[name, "float (reference)", "—", "100 %", f"{100 * (reference.argmax(1) == labels).mean():.1f} %"],
+            row(name, "integer front end", reference, from_integer_frontend, labels),
+            row(name, "int8 weights", reference, with_int8_weights, labels),
+            activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels),
+            row(name, "int8 model, 99.99th-percentile ranges", reference, int8_narrowed, labels),
+            row(name, "int8 model", reference, int8_model, labels)]
+    for r in rows[:-1]:
+        r.append("")
     rows[-1].append(f"{int((gap < 2 * error_rms).sum())} of {len(gap)}")
-    for row in rows[:-1]:
-        row.append("")
-    rows.insert(0, [name, "float (reference)", "—", "100 %", f"{100 * (reference.argmax(1) == labels).mean():.1f} %", ""])
-    rows.insert(3, rows.pop(1))  # after "int8 weights": the other half of the split
     return rows
 
 
@@ -134,10 +143,9 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
                                       out_dir.with_suffix(".pt"))
     manifest = convert(grid_checkpoint, out_dir, data=scenes).manifest
     with torch.no_grad():
-        reference = grid(torch.from_numpy(np.ascontiguousarray(float_features.transpose(0, 3, 1, 2))).float()).numpy().astype(np.float64)
+        reference = grid(nchw(float_features)).numpy().astype(np.float64)
     logits = int8_model_logits(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm))
-    return [name, "int8 activations alone (weights on the int8 grid; vs that float model)", f"{sqnr_db(reference, logits):.1f}",
-            f"{100 * (logits.argmax(1) == reference.argmax(1)).mean():.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
+    return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 
 def main() -> None:
