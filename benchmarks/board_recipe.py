@@ -1,6 +1,6 @@
 """The nRF52840 board recipe against the seed's student: accuracy on the synthetic set, size, and the board's budget.
 
-    .venv/bin/python benchmarks/board_recipe.py [--clips-per-class 20] [--epochs 30]
+    .venv/bin/python benchmarks/board_recipe.py [--models bcresnet-student bcresnet-nrf52840] [--clips-per-class 20] [--epochs 30]
 
 Both are trained with labels only, with the same schedule (the BC-ResNet recipe, `--epochs`), on one synthetic scene
 set (seed 0), converted with calibration on its train split, then rendered as nrf52840 firmware (the budget is
@@ -30,6 +30,7 @@ MODELS = ("bcresnet-student", "bcresnet-nrf52840")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--clips-per-class", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
@@ -40,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
-        for name in MODELS:
+        for name in args.models:
             start = time.perf_counter()
             config = dataclasses.replace(recipe_for(name), epochs=args.epochs)
             train(work / "scenes", config, work / f"{name}.pt")

@@ -92,12 +92,29 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
         assert 0.0 <= m.fidelity[key] <= 1.0
     assert m.fidelity["clips"] == len(TauDataset.open(scenes).split("evaluate"))
     assert 0 <= m.fidelity["tflm_bit_exact_clips"] <= m.fidelity["clips"]
+    low, high = m.fidelity["agreement_ci95"]
+    assert m.fidelity["flips"] == round((1 - m.fidelity["agreement"]) * m.fidelity["clips"])
+    assert 0.0 <= low <= m.fidelity["agreement"] <= high <= 1.0
     # Below the agreement goal, convert points at the remedy.
     assert (m.fidelity["agreement"] < 0.99) == any("mcuasc finetune-int8" in n for n in converted.notes)
+    # At or above it, convert says when the validation set is too small to show it.
+    if m.fidelity["agreement"] >= 0.99:
+        assert (low < 0.99) == any("--validation-clips" in n for n in converted.notes)
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01
     assert m.graph["activation_ranges"] == {"method": "minmax"}  # the converter's own, by default
+
+
+def test_fidelity_counts_flips_and_bounds_the_agreement():
+    """3 flips in 100 clips: agreement 97 %, and the Wilson 95 % interval worked out by hand, 91.55–98.97 %."""
+    float_logits = np.tile([2.0, 1.0, 0.0], (100, 1))
+    int8_logits = np.tile(np.array([20, 10, 0], dtype=np.int8), (100, 1))
+    int8_logits[:3] = [10, 20, 0]
+    fid = analysis.fidelity(float_logits, int8_logits, 0.1, 0, np.zeros(100, dtype=int))
+    assert (fid.flips, fid.agreement) == (3, 0.97)
+    assert fid.agreement_ci95 == pytest.approx((0.9155, 0.9897), abs=2e-4)
+    assert fid.int8_accuracy == 0.97 and fid.float_accuracy == 1.0
 
 
 @pytest.mark.slow
@@ -269,6 +286,20 @@ def test_cli_convert_with_no_flags_announces_the_fallback_and_writes_here(tmp_pa
     assert not list(tmp_path.glob(".*.partial"))
 
 
+@pytest.mark.slow
+def test_cli_convert_validates_on_as_many_clips_as_asked_and_bounds_the_agreement(tmp_path):
+    _untrained_checkpoint(tmp_path / "student.pt")
+    result = _run("convert", "student.pt", "--validation-clips", "5", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    fidelity = load_manifest(find_manifest(tmp_path)).fidelity
+    assert fidelity["clips"] == 5
+    low, high = fidelity["agreement_ci95"]
+    assert f"{fidelity['flips']} flips, 95 % interval {100 * low:.1f}–{100 * high:.1f} %" in " ".join(result.stdout.replace("│", " ").split())
+    # Five clips can never show the 99 % goal: whatever the agreement, convert says why.
+    notes = " ".join(result.stderr.split())
+    assert "mcuasc finetune-int8" in notes or "--validation-clips" in notes
+
+
 def _run(*args, cwd):
     return subprocess.run([*mcuasc_command(), *args], capture_output=True, text=True, cwd=cwd)
 
@@ -289,6 +320,7 @@ def test_bad_inputs_get_clear_errors_and_nothing_is_overwritten(tmp_path):
     _assert_clear_error(_run("convert", "student.pt", "--calib", "nowhere", cwd=tmp_path), "does not exist")
     _assert_clear_error(_run("convert", "student.pt", "--calib", "empty", "--data", "empty", cwd=tmp_path), "not both")
     _assert_clear_error(_run("convert", "student.pt", "--data", "empty", cwd=tmp_path), "meta.csv")
+    _assert_clear_error(_run("convert", "student.pt", "--validation-clips", "0", cwd=tmp_path), "--validation-clips")
     (tmp_path / "student.onnx").write_text("mine")
     _assert_clear_error(_run("convert", "student.pt", cwd=tmp_path), "was not written by mcuasc convert")
     assert (tmp_path / "student.onnx").read_text() == "mine"

@@ -103,6 +103,16 @@ def test_export_form_computes_the_same_function(name):
     assert [n for n, m in exported.named_modules() if isinstance(m, training_only)] == []
 
 
+def test_nrf52840_recipe_stem_and_expand_export_as_one_conv():
+    """No norm between them: the 2c-channel stem output is never formed."""
+    model, arch = trained_statistics("bcresnet-nrf52840")
+    exported = export_form(model, arch.input_shape)
+    first = next(iter(exported.blocks.children()))
+    assert isinstance(first.expand, torch.nn.Identity)
+    assert (exported.stem.in_channels, exported.stem.out_channels) == (1, model.blocks.trans1.expand.out_channels)
+    assert exported.stem.kernel_size == model.stem.kernel_size and exported.stem.stride == model.stem.stride
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_model_exports_to_a_clean_onnx_graph(name, tmp_path):
     from mcuasc.convert.onnx_export import export_onnx

@@ -263,6 +263,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         if fid.agreement < 0.99 and not checkpoint.train_config.get("quantization_aware"):
             notes.append(f"int8 decides as float on {100 * fid.agreement:.0f} % of the validation clips; fine-tuning with int8 "
                          f"simulated may help: mcuasc finetune-int8 {checkpoint_path} --data DIR, then convert the result")
+        elif fid.agreement_ci95[0] < 0.99:
+            notes.append(f"int8 decides as float on {100 * fid.agreement:.1f} % of {fid.clips} validation clips, but so few clips "
+                         f"leave that between {100 * fid.agreement_ci95[0]:.1f} and {100 * fid.agreement_ci95[1]:.1f} % (95 %); "
+                         "validate on more (--validation-clips N, with an evaluate split in --data that large) to show ≥ 99 %")
         # What the device runs (TFLM) against the reference, on the same clips; simulate localises any difference.
         tflm = analysis.tflm_interpreter(int8_flatbuffer, arena)
         tflm_agrees = [np.array_equal(analysis.tflm_invoke(tflm, x), logits) for x, logits in zip(validation_int8, int8_logits)]

@@ -17,6 +17,7 @@
 - BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
   one conv straight from the input plus the norm's statistics computed from the input too (StemNormExpand):
   the stem's wide output (2c channels at full resolution, the model's largest tensor) is never formed.
+  Without that norm (the nRF52840 recipe) the stem and the expand conv (+ BN) are simply one conv.
 The result computes the same function as the model in eval mode (tested to float tolerance).
 """
 
@@ -161,6 +162,30 @@ def _fuse_stem_into_first_block(model: nn.Module, shapes: dict[nn.Module, torch.
     frames = shapes[first.residual_norm][3]
     model.stem = StemNormExpand(stem, first.residual_norm, first.expand, first.expand_bn, frames)
     first.residual_norm, first.expand, first.expand_bn = nn.Identity(), nn.Identity(), nn.Identity()
+
+
+def _merge_stem_into_expand(model: nn.Module) -> None:
+    """BC-ResNet without a norm in its first transition block (the nRF52840 recipe): the stem conv and the 1×1
+    expand conv after it are two linear maps in a row, so one conv from the input computes both, exactly,
+    W_e·(W_s·p + b_s) + b_e. The stem's 2c-channel output is never formed, and the pair's MACs fall to under a third."""
+    from mcuasc.models.bcresnet import TransitionBlock
+
+    stem, blocks = getattr(model, "stem", None), getattr(model, "blocks", None)
+    first = next(iter(blocks.children()), None) if isinstance(blocks, nn.Sequential) else None
+    if not (isinstance(stem, nn.Conv2d) and stem.groups == 1 and isinstance(first, TransitionBlock)
+            and isinstance(first.residual_norm, nn.Identity) and isinstance(first.expand_bn, nn.Identity)
+            and isinstance(first.expand, nn.Conv2d) and first.expand.kernel_size == (1, 1)):
+        return
+    expand = first.expand.weight.detach().double().flatten(1)  # (out, 2c), the expand's BN already folded in
+    merged = nn.Conv2d(stem.in_channels, expand.shape[0], stem.kernel_size, stride=stem.stride, padding=stem.padding, bias=True)
+    weight = expand @ stem.weight.detach().double().flatten(1)
+    merged.weight = nn.Parameter(weight.view(expand.shape[0], *stem.weight.shape[1:]).float())
+
+    def bias(conv: nn.Conv2d) -> torch.Tensor:
+        return conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+
+    merged.bias = nn.Parameter((expand @ bias(stem) + bias(first.expand)).float())
+    model.stem, first.expand = merged, nn.Identity()
 
 
 class CoordinateAttentionExport(nn.Module):
@@ -315,6 +340,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
                 setattr(module, conv_name, fuse_conv_bn_eval(conv, _affine(bn)))
                 setattr(module, bn_name, nn.Identity())
     _fuse_sequential_pairs(model)
+    _merge_stem_into_expand(model)
     _pool_before_head(model, shapes)
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
