@@ -300,7 +300,9 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                          [float(calibration_features.min()), float(calibration_features.max())],
                          "saturated_fraction_calibration": saturated(calibration_int8),
                          "saturated_fraction_validation": saturated(validation_int8)},
-            fidelity={**dataclasses.asdict(fid), "accuracy_drop_points": fid.accuracy_drop_points,
+            # A list, as the manifest's JSON reads back.
+            fidelity={**dataclasses.asdict(fid), "agreement_ci95": list(fid.agreement_ci95),
+                      "accuracy_drop_points": fid.accuracy_drop_points,
                       "validation": "evaluate split" if data is not None else "synthetic scene set, evaluate split",
                       "float_features": "float64 reference front end", "int8_features": "integer front end (numpy)",
                       "int8_engine": "TFLite reference kernels (BUILTIN_REF)",
