@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 
 from _common import machine, markdown_table
 from mcuasc.checkpoint import load_checkpoint, save_checkpoint
@@ -85,9 +84,9 @@ def row(name: str, label: str, reference: np.ndarray, logits: np.ndarray, labels
     """One table row: logits against their reference (SQNR, top-1 agreement with its Wilson 95 % interval), and
     their accuracy."""
     agreeing = int((logits.argmax(1) == reference.argmax(1)).sum())
-    interval = binomtest(agreeing, len(logits)).proportion_ci(0.95, method="wilson")
+    low, high = analysis.agreement_interval(agreeing, len(logits))
     return [name, label, f"{sqnr_db(reference, logits):.1f}", f"{100 * agreeing / len(logits):.1f} %",
-            f"{100 * interval.low:.1f}–{100 * interval.high:.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
+            f"{100 * low:.1f}–{100 * high:.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
 
 
 def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> np.ndarray:

@@ -138,18 +138,23 @@ class Fidelity:
         return 100.0 * (self.float_accuracy - self.int8_accuracy)
 
 
+def agreement_interval(agreeing: int, clips: int) -> tuple[float, float]:
+    """The Wilson score 95 % interval of `agreeing` top-1 agreements in `clips` clips."""
+    interval = binomtest(agreeing, clips).proportion_ci(0.95, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
 def fidelity(float_logits: np.ndarray, int8_logits: np.ndarray, output_scale: float, output_zero_point: int,
              labels: np.ndarray) -> Fidelity:
     dequantized = output_scale * (int8_logits.astype(np.float64) - output_zero_point)
     lp_float, lp_int8 = log_softmax(float_logits.astype(np.float64)), log_softmax(dequantized)
     rows = np.arange(len(labels))
     agreeing = int((lp_float.argmax(1) == lp_int8.argmax(1)).sum())
-    interval = binomtest(agreeing, len(labels)).proportion_ci(0.95, method="wilson")
     return Fidelity(
         clips=len(labels),
         agreement=agreeing / len(labels),
         flips=len(labels) - agreeing,
-        agreement_ci95=(float(interval.low), float(interval.high)),
+        agreement_ci95=agreement_interval(agreeing, len(labels)),
         float_accuracy=float((lp_float.argmax(1) == labels).mean()),
         int8_accuracy=float((lp_int8.argmax(1) == labels).mean()),
         float_log_loss=float(-lp_float[rows, labels].mean()),

@@ -149,14 +149,20 @@ class StemNormExpand(nn.Module):
         return self.expanded(x) * (inverse_std + self.lam) + self.mean_term(mean * inverse_std)
 
 
+def _stem_and_first_transition(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
+    """BC-ResNet's stem and its first block when that is a transition block (else None for it)."""
+    from mcuasc.models.bcresnet import TransitionBlock
+
+    blocks = getattr(model, "blocks", None)
+    first = next(iter(blocks.children()), None) if isinstance(blocks, nn.Sequential) else None
+    return getattr(model, "stem", None), first if isinstance(first, TransitionBlock) else None
+
+
 def _fuse_stem_into_first_block(model: nn.Module, shapes: dict[nn.Module, torch.Size]) -> None:
     """BC-ResNet: stem → first transition block's norm and expand conv as one StemNormExpand, when the stem
     is a plain conv (no activation) feeding that block directly."""
-    from mcuasc.models.bcresnet import TransitionBlock
-
-    stem, blocks = getattr(model, "stem", None), getattr(model, "blocks", None)
-    first = next(iter(blocks.children()), None) if isinstance(blocks, nn.Sequential) else None
-    if not (isinstance(stem, nn.Conv2d) and isinstance(first, TransitionBlock) and isinstance(first.residual_norm, ResidualNorm)
+    stem, first = _stem_and_first_transition(model)
+    if not (isinstance(stem, nn.Conv2d) and first is not None and isinstance(first.residual_norm, ResidualNorm)
             and isinstance(first.expand_bn, nn.BatchNorm2d) and stem.groups == 1):
         return
     frames = shapes[first.residual_norm][3]
@@ -168,11 +174,8 @@ def _merge_stem_into_expand(model: nn.Module) -> None:
     """BC-ResNet without a norm in its first transition block (the nRF52840 recipe): the stem conv and the 1×1
     expand conv after it are two linear maps in a row, so one conv from the input computes both, exactly,
     W_e·(W_s·p + b_s) + b_e. The stem's 2c-channel output is never formed, and the pair's MACs fall to under a third."""
-    from mcuasc.models.bcresnet import TransitionBlock
-
-    stem, blocks = getattr(model, "stem", None), getattr(model, "blocks", None)
-    first = next(iter(blocks.children()), None) if isinstance(blocks, nn.Sequential) else None
-    if not (isinstance(stem, nn.Conv2d) and stem.groups == 1 and isinstance(first, TransitionBlock)
+    stem, first = _stem_and_first_transition(model)
+    if not (isinstance(stem, nn.Conv2d) and stem.groups == 1 and first is not None
             and isinstance(first.residual_norm, nn.Identity) and isinstance(first.expand_bn, nn.Identity)
             and isinstance(first.expand, nn.Conv2d) and first.expand.kernel_size == (1, 1)):
         return
