@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/board_recipe.py [--models bcresnet-student bcresnet-nrf52840] [--clips-per-class 20] [--epochs 30]
 
-Both are trained with labels only, with the same schedule (the BC-ResNet recipe, `--epochs`), on one synthetic scene
-set (seed 0), converted with calibration on its train split, then rendered as nrf52840 firmware (the budget is
-computed before anything is written; the seed's student is refused there, so it is rendered with force). Accuracy
-and log loss are on the evaluate split: float torch on the float front end, and int8 (TFLite reference kernels) on
-the integer front end.
+Both are trained with labels only, each with its own recipe (`mcuasc.train.recipe_for`: the seed's plateau schedule
+for the student, warm-up and cosine for the board recipe; `--epochs`), on one synthetic scene set (seed 0), converted
+with calibration on its train split, then rendered as nrf52840 firmware (the budget is computed before anything is
+written; the seed's student is refused there, so it is rendered with force). Accuracy and log loss are on the evaluate
+split: float torch on the float front end, and int8 (TFLite reference kernels) on the integer front end.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
-        [--finetune-epochs 8]
+        [--finetune-epochs 8] [--seed 0]
 
-Each model is trained with labels only on a synthetic scene set (seed 0) and converted (calibration on its train
-split). On the evaluate split, the float torch model on the float front end is the reference, and each row changes
-one thing and reports the logits' SQNR against the reference (signal: the reference logits; noise: the difference)
-and the top-1 agreement with it (with its Wilson 95 % interval: one flip in 450 clips is 0.2 points):
+Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed) on a
+synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split, the float torch
+model on the float front end is the reference, and each row changes one thing and reports the logits' SQNR against the
+reference (signal: the reference logits; noise: the difference) and the top-1 agreement with it (with its Wilson 95 %
+interval: one flip in 450 clips is 0.2 points):
 - integer front end: the float model on the deployed front end's int8 features, dequantized;
 - int8 weights: the float model's inference form (batch-norms folded) with its weights rounded per output channel to
   int8, as the converter does, on the float front end;
@@ -58,15 +59,15 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def budget(name: str, work: Path, epochs: int, finetune_epochs: int) -> list[list[object]]:
+def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int) -> list[list[object]]:
     scenes = work / "scenes"
     checkpoint = work / f"{name}.pt"
-    train(scenes, dataclasses.replace(recipe_for(name), epochs=epochs), checkpoint)
+    train(scenes, dataclasses.replace(recipe_for(name), epochs=epochs, seed=seed), checkpoint)
     rows = sources(name, checkpoint, work, scenes)
     if finetune_epochs:
         # The same number of further epochs at the same rate, with and without int8 simulated: what the
         # fine-tuning itself buys, not the extra training.
-        tuning = quantization_aware_recipe(name, finetune_epochs)
+        tuning = dataclasses.replace(quantization_aware_recipe(name, finetune_epochs), seed=seed)
         for label, config in ((f"+{finetune_epochs} epochs float (control)", dataclasses.replace(tuning, quantization_aware=False)),
                               (f"+{finetune_epochs} epochs finetune-int8", tuning)):
             tuned = work / f"{name}-{'qat' if config.quantization_aware else 'control'}.pt"
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="also fine-tune that many epochs with int8 simulated (mcuasc finetune-int8), beside a float control")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the scene set keeps seed 0)")
     args = parser.parse_args()
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
@@ -166,8 +168,9 @@ def main() -> None:
         work = Path(tmp)
         synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
         for name in args.models:
-            rows += budget(name, work, args.epochs, args.finetune_epochs)
-    print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs.\n")
+            rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed)
+    print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs, "
+          f"training seed {args.seed}.\n")
     print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "95 % interval", "accuracy", "near ties"], rows))
 
 

@@ -23,7 +23,6 @@ from mcuasc.checkpoint import load_checkpoint
 from mcuasc.data.cache import FeatureCache
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
-from mcuasc.frontend import preset
 from mcuasc.models import ARCHITECTURES, build_model
 from mcuasc.train import evaluate, recipe_for, train
 

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import scipy.signal
 import torch
-import torch.nn.functional as F
 
 from mcuasc.audio import float_to_int16
 

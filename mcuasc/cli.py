@@ -230,8 +230,9 @@ def train_command(
     seed: Optional[int] = typer.Option(None, help="Random seed [default: 0]."),
     force: bool = typer.Option(False, help="Overwrite --out if it exists."),
 ) -> None:
-    """Train a model with the seed's recipe (BC-ResNet: SGD 0.008, ×0.4 on plateau, 120 epochs; MobileNetV2:
-    SGD 0.1, cosine with restarts, 64 epochs), keeping the epoch with the lowest validation log loss."""
+    """Train a model with its recipe (the seed's BC-ResNet: SGD 0.008, ×0.4 on plateau, 120 epochs; the nRF52840
+    recipe: SGD, 10 warm-up epochs to 0.006, cosine to zero, 120 epochs; MobileNetV2: SGD 0.1, cosine with
+    restarts, 64 epochs), keeping the epoch with the lowest validation log loss."""
     restarts = None
     if restart_epochs is not None:
         try:

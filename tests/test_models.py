@@ -1,8 +1,5 @@
 """The zoo reproduces the seed's and the challenge's tables exactly, runs, and exports to ONNX."""
 
-import io
-import warnings
-
 import pytest
 import torch
 

@@ -37,6 +37,9 @@ def test_recipes_are_the_seeds():
     assert (m.lr, m.weight_decay, m.epochs, m.restart_epochs, m.schedule) == (0.1, 1e-6, 64, (3, 7, 15, 33), "cosine-restarts")
     d = recipe_for("bcresnet-student", distill=True)
     assert (d.lr, d.warmup_epochs, d.schedule) == (0.006, 10, "warmup-cosine")
+    # The board recipe (not the seed's) trains on the distillation schedule even with labels only.
+    n = recipe_for("bcresnet-nrf52840")
+    assert (n.lr, n.warmup_epochs, n.schedule, n.epochs, n.weight_decay) == (0.006, 10, "warmup-cosine", 120, 1e-3)
 
 
 def test_schedules():

@@ -38,7 +38,7 @@ import scipy.sparse
 
 from mcuasc.errors import InputError
 from mcuasc.frontend.config import FrontendConfig
-from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, FrontendTables, build_tables
+from mcuasc.frontend.tables import LOG2_TABLE_BITS, NORMALISED_BITS, SPECTRUM_BITS, TWIDDLE_BITS, build_tables
 
 
 def bit_length(x: np.ndarray) -> np.ndarray:
