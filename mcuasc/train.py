@@ -90,9 +90,9 @@ def recipe_for(arch: str, *, distill: bool = False) -> TrainConfig:
         raise InputError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}.")
     if distill or arch == "bcresnet-nrf52840":
         # The board recipe (mcuasc's, not the seed's) takes the seed's distillation schedule for plain training
-        # too: the seed's plateau rule (×0.4 when the mixed-up training loss has not fallen in 3 epochs) drove its
-        # rate to ≈ 1e-6 within 13–52 epochs here, leaving seed 1 at 78 % where seed 0 reached 90 %; warm-up and
-        # cosine gave 88.7 % for both and fewer int8 flips (README, Convert).
+        # too: with the seed's plateau rule (×0.4 when the mixed-up training loss has not fallen in 3 epochs) two
+        # seeds ended 11 points apart here (90 %, its rate ≈ 1e-6 by its best epoch, 52; 78 %, no better epoch after
+        # the 13th); warm-up and cosine gave 88.7 % for both and fewer int8 flips (README, Convert).
         return TrainConfig(arch, epochs=120, batch_size=32, optimizer="sgd", lr=0.006, momentum=0.9, weight_decay=1e-3,
                            schedule="warmup-cosine", warmup_epochs=10, augment=AUGMENT_RECIPES["bcresnet"])
     if arch.startswith("bcresnet"):
