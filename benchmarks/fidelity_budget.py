@@ -1,10 +1,11 @@
 """Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
-        [--finetune-epochs 8] [--seed 0]
+        [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation]
 
-Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed) on a
-synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split, the float torch
+Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed;
+--schedule distillation: a BC-ResNet on the seed's distillation recipe, warm-up to 0.006 then cosine, still without a
+teacher) on a synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split, the float torch
 model on the float front end is the reference, and each row changes one thing and reports the logits' SQNR against the
 reference (signal: the reference logits; noise: the difference) and the top-1 agreement with it (with its Wilson 95 %
 interval: one flip in 450 clips is 0.2 points):
@@ -59,10 +60,12 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int) -> list[list[object]]:
+def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int, schedule: str) -> list[list[object]]:
     scenes = work / "scenes"
     checkpoint = work / f"{name}.pt"
-    train(scenes, dataclasses.replace(recipe_for(name), epochs=epochs, seed=seed), checkpoint)
+    # Without a teacher, recipe_for(distill=True) is the distillation schedule on labels alone.
+    recipe = recipe_for(name, distill=schedule == "distillation")
+    train(scenes, dataclasses.replace(recipe, epochs=epochs, seed=seed), checkpoint)
     rows = sources(name, checkpoint, work, scenes)
     if finetune_epochs:
         # The same number of further epochs at the same rate, with and without int8 simulated: what the
@@ -160,7 +163,11 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=0,
                         help="also fine-tune that many epochs with int8 simulated (mcuasc finetune-int8), beside a float control")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the scene set keeps seed 0)")
+    parser.add_argument("--schedule", choices=("recipe", "distillation"), default="recipe",
+                        help="each model's own recipe, or (BC-ResNets only) the seed's distillation schedule without a teacher")
     args = parser.parse_args()
+    if args.schedule == "distillation" and not all(name.startswith("bcresnet") for name in args.models):
+        parser.error("--schedule distillation is the BC-ResNet distillation recipe; give only bcresnet-* models.")
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
     rows = []
@@ -168,9 +175,10 @@ def main() -> None:
         work = Path(tmp)
         synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
         for name in args.models:
-            rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed)
-    print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {args.epochs} epochs, "
-          f"training seed {args.seed}.\n")
+            rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule)
+    schedule = "each model's recipe" if args.schedule == "recipe" else "the seed's distillation schedule (no teacher)"
+    print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {schedule}, "
+          f"{args.epochs} epochs, training seed {args.seed}.\n")
     print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "95 % interval", "accuracy", "near ties"], rows))
 
 

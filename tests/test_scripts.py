@@ -21,7 +21,7 @@ from conftest import REPO, require_tool
         pytest.param("board_recipe.py", ["--clips-per-class", "2", "--epochs", "1"], marks=pytest.mark.slow),
         pytest.param("reference_vs_tflm_ops.py", [], marks=pytest.mark.slow),
         pytest.param("fidelity_budget.py", ["--models", "bcresnet-nrf52840", "--clips-per-class", "2", "--epochs", "1",
-                                            "--finetune-epochs", "1"], marks=pytest.mark.slow),
+                                            "--finetune-epochs", "1", "--schedule", "distillation"], marks=pytest.mark.slow),
     ],
 )
 def test_benchmark_script_runs(script, args):
