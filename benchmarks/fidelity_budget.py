@@ -21,7 +21,8 @@ interval: one flip in 450 clips is 0.2 points):
 - int8 model, 99.99th-percentile ranges: the same with every intermediate activation's int8 range narrowed from
   the calibration set's min/max (convert's default) to its 0.01th…99.99th percentiles (mcuasc.convert.ranges).
 "Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
-error (RMS): those are the clips int8 can flip.
+error (RMS): those are the clips int8 can flip. "TFLM == reference": on how many evaluate clips the TFLM runtime's int8
+logits equal the reference kernels' byte for byte.
 """
 
 from __future__ import annotations
@@ -93,11 +94,17 @@ def row(name: str, label: str, reference: np.ndarray, logits: np.ndarray, labels
             f"{100 * low:.1f}–{100 * high:.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
 
 
-def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> np.ndarray:
-    """Dequantized logits of a converted model on TFLite's reference kernels, fed the integer front end's features."""
-    interpreter = analysis.reference_interpreter((out_dir / manifest.files["tflite"]).read_bytes())
-    logits = np.stack([analysis.invoke(interpreter, x) for x in features]).astype(np.float64)
-    return manifest.output.scale * (logits - manifest.output.zero_point)
+def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dequantized logits of a converted model on TFLite's reference kernels, fed the integer front end's features,
+    and on how many clips the TFLM runtime (what the device runs) gives the same int8 logits byte for byte."""
+    flatbuffer = (out_dir / manifest.files["tflite"]).read_bytes()
+    interpreter = analysis.reference_interpreter(flatbuffer)
+    tflm = analysis.tflm_interpreter(flatbuffer, manifest.tflm_arena_bytes)
+    logits, tflm_identical = [], 0
+    for x in features:
+        logits.append(analysis.invoke(interpreter, x))
+        tflm_identical += bool(np.array_equal(analysis.tflm_invoke(tflm, x), logits[-1]))
+    return manifest.output.scale * (np.stack(logits).astype(np.float64) - manifest.output.zero_point), tflm_identical
 
 
 def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[object]]:
@@ -123,8 +130,8 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
         with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
     # Narrowing keeps the input's min/max range, so both models take the same front-end features.
     assert narrowed.frontend == manifest.frontend
-    int8_model = int8_model_logits(manifest, work / checkpoint.stem, int8_features)
-    int8_narrowed = int8_model_logits(narrowed, narrowed_dir, int8_features)
+    int8_model, tflm_identical = int8_model_logits(manifest, work / checkpoint.stem, int8_features)
+    int8_narrowed, _ = int8_model_logits(narrowed, narrowed_dir, int8_features)
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
@@ -135,8 +142,8 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
             row(name, "int8 model, 99.99th-percentile ranges", reference, int8_narrowed, labels),
             row(name, "int8 model", reference, int8_model, labels)]
     for r in rows[:-1]:
-        r.append("")
-    rows[-1].append(f"{int((gap < 2 * error_rms).sum())} of {len(gap)}")
+        r += ["", ""]
+    rows[-1] += [f"{int((gap < 2 * error_rms).sum())} of {len(gap)}", f"{tflm_identical} of {len(gap)}"]
     return rows
 
 
@@ -151,7 +158,7 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
     manifest = convert(grid_checkpoint, out_dir, data=scenes).manifest
     with torch.no_grad():
         reference = grid(nchw(float_features)).numpy().astype(np.float64)
-    logits = int8_model_logits(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm))
+    logits, _ = int8_model_logits(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm))
     return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 
@@ -179,7 +186,8 @@ def main() -> None:
     schedule = "each model's recipe" if args.schedule == "recipe" else "the seed's distillation schedule (no teacher)"
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {schedule}, "
           f"{args.epochs} epochs, training seed {args.seed}.\n")
-    print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "95 % interval", "accuracy", "near ties"], rows))
+    print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "95 % interval", "accuracy", "near ties",
+                          "TFLM == reference"], rows))
 
 
 if __name__ == "__main__":

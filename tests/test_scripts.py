@@ -36,6 +36,9 @@ def test_benchmark_script_runs(script, args):
     assert re.search(r"^\|[ :]*---", result.stdout, re.M), result.stdout  # prints a Markdown table
     if script != "simulate.py":  # its speed goal depends on the machine's load; tests assert correctness, not speed
         assert "FAIL" not in result.stdout
+    if script == "fidelity_budget.py":  # the TFLM runtime computes what the reference kernels do, on every clip
+        tflm_cells = re.findall(r"^\|[^\n]*\| int8 model \|[^\n]*\| (\d+) of (\d+) \|$", result.stdout, re.M)
+        assert tflm_cells and all(same == total for same, total in tflm_cells), result.stdout
 
 
 def test_example_runs():
