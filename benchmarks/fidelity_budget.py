@@ -94,17 +94,14 @@ def row(name: str, label: str, reference: np.ndarray, logits: np.ndarray, labels
             f"{100 * low:.1f}–{100 * high:.1f} %", f"{100 * (logits.argmax(1) == labels).mean():.1f} %"]
 
 
-def int8_model_logits(manifest, out_dir: Path, features: np.ndarray) -> tuple[np.ndarray, int]:
-    """Dequantized logits of a converted model on TFLite's reference kernels, fed the integer front end's features,
-    and on how many clips the TFLM runtime (what the device runs) gives the same int8 logits byte for byte."""
-    flatbuffer = (out_dir / manifest.files["tflite"]).read_bytes()
-    interpreter = analysis.reference_interpreter(flatbuffer)
-    tflm = analysis.tflm_interpreter(flatbuffer, manifest.tflm_arena_bytes)
-    logits, tflm_identical = [], 0
-    for x in features:
-        logits.append(analysis.invoke(interpreter, x))
-        tflm_identical += bool(np.array_equal(analysis.tflm_invoke(tflm, x), logits[-1]))
-    return manifest.output.scale * (np.stack(logits).astype(np.float64) - manifest.output.zero_point), tflm_identical
+def int8_model_outputs(manifest, out_dir: Path, features: np.ndarray) -> np.ndarray:
+    """A converted model's int8 logits on TFLite's reference kernels, fed the integer front end's features."""
+    interpreter = analysis.reference_interpreter((out_dir / manifest.files["tflite"]).read_bytes())
+    return np.stack([analysis.invoke(interpreter, x) for x in features])
+
+
+def dequantize_outputs(manifest, outputs: np.ndarray) -> np.ndarray:
+    return manifest.output.scale * (outputs.astype(np.float64) - manifest.output.zero_point)
 
 
 def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[object]]:
@@ -130,8 +127,11 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
         with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
     # Narrowing keeps the input's min/max range, so both models take the same front-end features.
     assert narrowed.frontend == manifest.frontend
-    int8_model, tflm_identical = int8_model_logits(manifest, work / checkpoint.stem, int8_features)
-    int8_narrowed, _ = int8_model_logits(narrowed, narrowed_dir, int8_features)
+    int8_outputs = int8_model_outputs(manifest, work / checkpoint.stem, int8_features)
+    int8_model = dequantize_outputs(manifest, int8_outputs)
+    tflm_identical = sum(analysis.tflm_matches((work / checkpoint.stem / manifest.files["tflite"]).read_bytes(),
+                                               manifest.tflm_arena_bytes, int8_features, int8_outputs))
+    int8_narrowed = dequantize_outputs(narrowed, int8_model_outputs(narrowed, narrowed_dir, int8_features))
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
@@ -158,7 +158,7 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
     manifest = convert(grid_checkpoint, out_dir, data=scenes).manifest
     with torch.no_grad():
         reference = grid(nchw(float_features)).numpy().astype(np.float64)
-    logits, _ = int8_model_logits(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm))
+    logits = dequantize_outputs(manifest, int8_model_outputs(manifest, out_dir, IntegerFrontend(manifest.frontend)(pcm)))
     return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 

@@ -112,6 +112,12 @@ def tflm_invoke(interpreter, x: np.ndarray) -> np.ndarray:
     return interpreter.get_output(0)[0].copy()
 
 
+def tflm_matches(flatbuffer: bytes, arena_size: int, features, reference_logits) -> list[bool]:
+    """Per clip: does the TFLM runtime (what the device runs) give the reference kernels' int8 logits byte for byte."""
+    tflm = tflm_interpreter(flatbuffer, arena_size)
+    return [np.array_equal(tflm_invoke(tflm, x), logits) for x, logits in zip(features, reference_logits)]
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

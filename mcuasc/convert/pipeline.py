@@ -268,8 +268,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                          f"leave that between {100 * fid.agreement_ci95[0]:.1f} and {100 * fid.agreement_ci95[1]:.1f} % (95 %); "
                          "validate on more (--validation-clips N, with an evaluate split in --data that large) to show ≥ 99 %")
         # What the device runs (TFLM) against the reference, on the same clips; simulate localises any difference.
-        tflm = analysis.tflm_interpreter(int8_flatbuffer, arena)
-        tflm_agrees = [np.array_equal(analysis.tflm_invoke(tflm, x), logits) for x, logits in zip(validation_int8, int8_logits)]
+        tflm_agrees = analysis.tflm_matches(int8_flatbuffer, arena, validation_int8, int8_logits)
         if not all(tflm_agrees):
             notes.append(f"the TFLM runtime's logits differ from TFLite's reference kernels on {tflm_agrees.count(False)} of "
                          f"{len(tflm_agrees)} validation clips; mcuasc simulate on those clips names the first divergent operator")
