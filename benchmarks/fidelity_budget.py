@@ -19,10 +19,12 @@ interval: one flip in 450 clips is 0.2 points):
   the converter's grid and only its activation (and constant-operand) rounding is left; this row's reference is
   that rounded float model (BC-ResNet's stem, re-formed by StemNormExpand, is the exception);
 - int8 model, 99.99th-percentile ranges: the same with every intermediate activation's int8 range narrowed from
-  the calibration set's min/max (convert's default) to its 0.01th…99.99th percentiles (mcuasc.convert.ranges).
+  the calibration set's min/max (convert's default) to its 0.01th…99.99th percentiles (mcuasc.convert.ranges);
+- int16 activations: the model converted with --activations int16 (TFLite's 16x8 kernels inside the same int8
+  input, output and weights), on its own integer front end (a symmetric int8 quantization of the same features).
 "Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
 error (RMS): those are the clips int8 can flip. "TFLM == reference": on how many evaluate clips the TFLM runtime's int8
-logits equal the reference kernels' byte for byte.
+logits equal the reference kernels' byte for byte (for the two deployable rows: int8 model, int16 activations).
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     tflm_identical = sum(analysis.tflm_matches((work / checkpoint.stem / manifest.files["tflite"]).read_bytes(),
                                                manifest.tflm_arena_bytes, int8_features, int8_outputs))
     int8_narrowed = dequantize_outputs(narrowed, int8_model_outputs(narrowed, narrowed_dir, int8_features))
+    int16_row = int16_activations(name, checkpoint, work / f"{checkpoint.stem}-int16", scenes, manifest, int8_features,
+                                  reference, labels)
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
     error_rms = float(np.sqrt(((int8_model - reference) ** 2).mean()))
@@ -144,7 +148,21 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     for r in rows[:-1]:
         r += ["", ""]
     rows[-1] += [f"{int((gap < 2 * error_rms).sum())} of {len(gap)}", f"{tflm_identical} of {len(gap)}"]
-    return rows
+    return rows + [int16_row]
+
+
+def int16_activations(name: str, checkpoint: Path, out_dir: Path, scenes: Path, int8_manifest, int8_features: np.ndarray,
+                      reference: np.ndarray, labels: np.ndarray) -> list[object]:
+    """The row "int16 activations": the same checkpoint converted with --activations int16, on its own front end."""
+    manifest = convert(checkpoint, out_dir, data=scenes, options=ConvertOptions(activations="int16")).manifest
+    # int16 activations choose a symmetric int8 input: its own front-end quantization.
+    features = int8_features if manifest.frontend == int8_manifest.frontend else IntegerFrontend(manifest.frontend)(
+        load_pcm(TauDataset.open(scenes).split("evaluate"), manifest.frontend))
+    outputs = int8_model_outputs(manifest, out_dir, features)
+    tflm_identical = sum(analysis.tflm_matches((out_dir / manifest.files["tflite"]).read_bytes(), manifest.tflm_arena_bytes,
+                                               features, outputs))
+    return [*row(name, f"int16 activations ({manifest.tflm_arena_bytes:,} B arena against {int8_manifest.tflm_arena_bytes:,})",
+                 reference, dequantize_outputs(manifest, outputs), labels), "", f"{tflm_identical} of {len(labels)}"]
 
 
 def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndarray, float_features: np.ndarray,

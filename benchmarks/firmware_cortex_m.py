@@ -3,11 +3,12 @@ and CMSIS-NN kernels, with the self-test and simulate's logits checked on every 
 
     MCUASC_TFLM_DIR=/path/to/tflite-micro .venv/bin/python benchmarks/firmware_cortex_m.py \\
         [--lib reference=/path/libtflm_ref.a --lib cmsis_nn=/path/libtflm_cmsis.a] [--models ...] [--epochs 1]
+        [--activations int8 int16]
 
 Needs a TensorFlow Lite Micro source tree (never part of mcuasc); without --lib, TFLM is compiled for each kernel
 set (slow). Each model is trained briefly on a synthetic scene set (seed 0), converted, rendered for mps2-an386, built
 and run under `qemu-system-arm -M mps2-an386 -icount shift=0` (instructions, not cycles) on its self-test clip and
-two evaluate clips, whose logits must equal simulate's.
+two evaluate clips, whose logits must equal simulate's. --activations int8 int16 converts each model both ways.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from _common import machine, markdown_table
 from mcuasc.boards import load_board
-from mcuasc.convert import convert
+from mcuasc.convert import ConvertOptions, convert
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
 from mcuasc.firmware import generate_firmware
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["bcresnet-nrf52840", "bcresnet-student"])
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--activations", nargs="+", choices=("int8", "int16"), default=["int8"])
     parser.add_argument("--lib", action="append", default=[], metavar="KERNELS=PATH",
                         help="a libtflm.a already built for the Cortex-M4 with those kernels (reference or cmsis_nn)")
     args = parser.parse_args()
@@ -52,21 +54,23 @@ def main() -> None:
         for name in args.models:
             config = dataclasses.replace(recipe_for(name), epochs=args.epochs, batch_size=8)
             train(work / "scenes", config, work / f"{name}.pt")
-            result = convert(work / f"{name}.pt", work / name, data=work / "scenes")
-            firmware = generate_firmware("mps2-an386", work / f"{name}-fw", manifest=result.manifest_path).out_dir
-            pcm = read_clips(firmware_deployment(firmware)[1], [c.path for c in clips])
-            for kernels in ("reference", "cmsis_nn"):
-                report = emulate(firmware, tflm_dir=tree, kernels=kernels, tflm_lib=libs.get(kernels), pcm_clips=pcm)
-                runs = [report.self_test, *report.clips]
-                frontend = max(r.frontend_instructions for r in runs)
-                model = max(r.model_instructions for r in runs)
-                total = frontend + model
-                rows.append([name, kernels, f"{frontend / 1e6:.2f} M", f"{model / 1e6:.2f} M", f"{total / 1e6:.2f} M",
-                             f"{1000 * total / clock:.0f}", "PASS" if total <= REAL_TIME_GOAL else "over",
-                             f"{report.arena_used_bytes:,}", f"{result.manifest.tflm_arena_bytes:,}",
-                             "PASS" if report.self_test_passed else "FAIL",
-                             "identical" if report.clips_match_simulate else "DIFFERENT"])
-    print(markdown_table(["model", "kernels", "front end", "model", "total / clip", "ms at 64 MHz", "≤ 32 M",
+            for activations in args.activations:
+                result = convert(work / f"{name}.pt", work / f"{name}-{activations}", data=work / "scenes",
+                                 options=ConvertOptions(activations=activations))
+                firmware = generate_firmware("mps2-an386", work / f"{name}-{activations}-fw", manifest=result.manifest_path).out_dir
+                pcm = read_clips(firmware_deployment(firmware)[1], [c.path for c in clips])
+                for kernels in ("reference", "cmsis_nn"):
+                    report = emulate(firmware, tflm_dir=tree, kernels=kernels, tflm_lib=libs.get(kernels), pcm_clips=pcm)
+                    runs = [report.self_test, *report.clips]
+                    frontend = max(r.frontend_instructions for r in runs)
+                    model = max(r.model_instructions for r in runs)
+                    total = frontend + model
+                    rows.append([name, activations, kernels, f"{frontend / 1e6:.2f} M", f"{model / 1e6:.2f} M", f"{total / 1e6:.2f} M",
+                                 f"{1000 * total / clock:.0f}", "PASS" if total <= REAL_TIME_GOAL else "over",
+                                 f"{report.arena_used_bytes:,}", f"{result.manifest.tflm_arena_bytes:,}",
+                                 "PASS" if report.self_test_passed else "FAIL",
+                                 "identical" if report.clips_match_simulate else "DIFFERENT"])
+    print(markdown_table(["model", "activations", "kernels", "front end", "model", "total / clip", "ms at 64 MHz", "≤ 32 M",
                           "arena used on device B", "arena measured on host B", "self-test", "logits vs simulate"], rows))
     print("\nInstructions (the largest of the self-test clip and two evaluate clips); ms assume one instruction per cycle "
           "at the nRF52840's 64 MHz, a lower bound. 'arena used on device' is TFLM's arena_used_bytes() on the 32-bit "

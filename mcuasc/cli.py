@@ -307,10 +307,12 @@ def convert_command(
     verbose: bool = typer.Option(False, help="Show onnx2tf's and TensorFlow's raw output instead of logging it."),
     validation_clips: int = typer.Option(300, min=1, help="At most this many evaluate-split clips for the fidelity figures "
                                          "(300 clips can show at best ≥ 98.7 % agreement at 95 %; 400 can show 99 %)."),
+    activations: str = typer.Option("int8", help="int8, or int16 (TFLite's 16x8 kernels inside the same int8 input and "
+                                      "output and int8 weights): decisions closer to float, a larger arena."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a checkpoint to an int8 TFLite flatbuffer (torch → ONNX → onnx2tf → TFLite, int8 input and
-    output, per-channel int8 weights) and write its manifest.
+    output, per-channel int8 weights; int8 or int16 activations) and write its manifest.
 
     The manifest (NAME.manifest.json) carries the front-end config with the model's input scale and zero
     point, labels, ops, the measured TFLM arena, fidelity and tool versions. `mcuasc gen-firmware` and
@@ -320,7 +322,7 @@ def convert_command(
 
     with err.status("converting…") as status:
         result = convert(checkpoint, out_dir, data=data, calib=calib, force=force, verbose=verbose,
-                         options=ConvertOptions(validation_clips=validation_clips),
+                         options=ConvertOptions(validation_clips=validation_clips, activations=activations),
                          progress=lambda message: status.update(f"convert: {escape(message)}…"))
     m = result.manifest
     if as_json:
@@ -340,6 +342,7 @@ def convert_command(
         ("ops", f"{len(m.ops)}: " + ", ".join(f"{k} {v}" for k, v in m.op_counts.items())),
         ("flatbuffer", f"{m.flatbuffer_bytes:,} bytes"),
         ("TFLM arena", f"{m.tflm_arena_bytes:,} bytes (measured with the TFLM runtime)"),
+        ("activations", m.graph["activations"]),
         ("input int8", f"{tuple(m.input.shape)}, scale {m.input.scale:.6g} "
                        f"{'(log-mel after Residual Normalization)' if m.frontend.residual_norm else 'dB'}, zero point {m.input.zero_point}"),
         ("saturated features", f"{100 * m.calibration['saturated_fraction_calibration']:.3f} % calibration, "

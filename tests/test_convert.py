@@ -17,7 +17,7 @@ from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mcuasc.convert import analysis, convert, find_manifest, load_manifest
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.onnx_export import export_onnx
-from mcuasc.convert.pipeline import ConvertOptions, _run_tf_worker
+from mcuasc.convert.pipeline import ACTIVATIONS, ConvertOptions, _run_tf_worker
 from mcuasc.convert.ranges import _Tails
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
@@ -166,8 +166,7 @@ def test_teacher_shaped_graph_has_no_layout_ops(tmp_path):
     onnx_path = tmp_path / "teacher.onnx"
     export_onnx(model, (1, 256, 44), onnx_path)
     features = np.random.default_rng(0).normal(0.0, 1.0, (4, 256, 44, 1)).astype(np.float32)
-    _run_tf_worker(onnx_path, tmp_path, features, ConvertOptions().activation_percentile, tmp_path / "convert.log", False,
-                   tmp_path / "convert.log")
+    _run_tf_worker(onnx_path, tmp_path, features, ConvertOptions(), tmp_path / "convert.log", False, tmp_path / "convert.log")
     for name in ("model_float32.tflite", "model_int8.tflite"):
         ops = analysis.op_names(analysis.reference_interpreter((tmp_path / name).read_bytes()))
         assert not LAYOUT_OPS & set(ops), (name, ops)
@@ -217,7 +216,8 @@ def test_activation_ranges_narrow_to_the_percentile_and_only_the_intermediate_on
     for percentile in (None, 100.0, 99.99):
         work = tmp_path / str(percentile)
         work.mkdir()
-        _run_tf_worker(onnx_path, work, features, percentile, work / "convert.log", False, work / "convert.log")
+        _run_tf_worker(onnx_path, work, features, ConvertOptions(activation_percentile=percentile), work / "convert.log", False,
+                       work / "convert.log")
         quantization[percentile] = _quantization((work / "model_int8.tflite").read_bytes())
     assert quantization[100.0] == quantization[None]
     minmax, narrowed = quantization[None], quantization[99.99]
@@ -276,6 +276,73 @@ def test_mobilenetv2_converts_and_runs_in_tflm(scenes, tmp_path):
 
 
 @pytest.mark.slow
+def test_int16_activations_keep_int8_input_output_and_weights_and_tflm_bit_exact(scenes, tmp_path):
+    """--activations int16 on the nRF52840 recipe: TFLite's 16x8 kernels between an int8 input (CAST, exact) and
+    an int8 output, int8 per-channel weights, int64 biases; TFLM computes the reference kernels' logits."""
+    checkpoint = _trained(scenes, "bcresnet-nrf52840", tmp_path / "nrf.pt", epochs=1)
+    result = _run("convert", "nrf.pt", "--data", str(scenes), "--activations", "int16", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    m = load_manifest(find_manifest(tmp_path))
+    assert m.graph["activations"] == ACTIVATIONS["int16"] and "int64 biases" in m.graph["weights"]
+    flatbuffer = (tmp_path / m.files["tflite"]).read_bytes()
+    interpreter = analysis.reference_interpreter(flatbuffer, preserve_all_tensors=True)
+    ops = interpreter._get_ops_details()
+    assert ops[0]["op_name"] == "CAST" and ops[-1]["op_name"] == "QUANTIZE"
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    kinds = {"CONV_2D", "DEPTHWISE_CONV_2D"}
+    for op in ops[1:-1]:
+        assert all(tensors[i]["dtype"] == np.int16 for i in op["outputs"]), op
+        if op["op_name"] in kinds:
+            assert tensors[op["inputs"][1]]["dtype"] == np.int8 and len(tensors[op["inputs"][1]]["quantization_parameters"]["scales"]) > 1
+            assert tensors[op["inputs"][2]]["dtype"] == np.int64
+    # int8 input and output; the front end feeds the model with the symmetric int8 quantization CAST widens exactly.
+    input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert input_detail["dtype"] == np.int8 and output_detail["dtype"] == np.int8
+    assert (m.frontend.output_scale, m.frontend.output_zero_point) == analysis.tensor_quantization(input_detail)
+    assert m.frontend.output_zero_point == 0
+    clips = TauDataset.open(scenes).split("evaluate")[:3]
+    features = IntegerFrontend(m.frontend)(load_pcm(clips, m.frontend))
+    tflm = analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes)
+    for x in features:
+        logits = analysis.invoke(interpreter, x)
+        widened = interpreter.get_tensor(ops[0]["outputs"][0])
+        assert np.array_equal(widened, x[None].astype(np.int16))
+        assert analysis.tensor_quantization(tensors[ops[0]["outputs"][0]]) == (m.input.scale, 0)
+        assert np.array_equal(analysis.tflm_invoke(tflm, x), logits)
+    assert m.fidelity["tflm_bit_exact_clips"] == m.fidelity["clips"]
+    # The same checkpoint in int8: the int16 graph has the same operators plus the CAST and the QUANTIZE.
+    int8 = convert(checkpoint, tmp_path / "int8", data=scenes).manifest
+    assert sorted(m.ops) == sorted([*int8.ops, "CAST", "QUANTIZE"])
+    assert m.tflm_arena_bytes > int8.tflm_arena_bytes
+    again = convert(checkpoint, tmp_path / "again", data=scenes, options=ConvertOptions(activations="int16")).manifest
+    assert (tmp_path / "again" / again.files["tflite"]).read_bytes() == flatbuffer  # deterministic in int16 too
+
+
+@pytest.mark.slow
+def test_int16_student_runs_its_rsqrts_in_int8_and_tflm_bit_exact(converted, student, scenes, tmp_path):
+    """TFLite's and TFLM's int16 RSQRT differ: with int16 activations the student's block Residual Normalizations
+    take their 1/σ in int8 (QUANTIZE, RSQRT, CAST back), and TFLM computes the reference kernels' logits."""
+    m = convert(student, tmp_path, data=scenes, options=ConvertOptions(activations="int16")).manifest
+    flatbuffer = (tmp_path / m.files["tflite"]).read_bytes()
+    interpreter = analysis.reference_interpreter(flatbuffer)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    rsqrt = [k for k, op in enumerate(ops) if op["op_name"] == "RSQRT"]
+    assert len(rsqrt) == converted.manifest.ops.count("RSQRT") > 0
+    for k in rsqrt:
+        assert [ops[k - 1]["op_name"], ops[k + 1]["op_name"]] == ["QUANTIZE", "CAST"]
+        assert tensors[ops[k]["inputs"][0]]["dtype"] == tensors[ops[k]["outputs"][0]]["dtype"] == np.int8
+        assert tensors[ops[k - 1]["inputs"][0]]["dtype"] == tensors[ops[k + 1]["outputs"][0]]["dtype"] == np.int16
+        assert analysis.tensor_quantization(tensors[ops[k]["outputs"][0]]) == analysis.tensor_quantization(tensors[ops[k + 1]["outputs"][0]])
+    assert m.fidelity["tflm_bit_exact_clips"] == m.fidelity["clips"]
+    clips = TauDataset.open(scenes).split("evaluate")[:2]
+    features = IntegerFrontend(m.frontend)(load_pcm(clips, m.frontend))
+    tflm = analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes)
+    for x in features:
+        assert np.array_equal(analysis.tflm_invoke(tflm, x), analysis.invoke(interpreter, x))
+
+
+@pytest.mark.slow
 def test_cli_convert_with_no_flags_announces_the_fallback_and_writes_here(tmp_path):
     _untrained_checkpoint(tmp_path / "student.pt")
     result = subprocess.run([*mcuasc_command(), "convert", "student.pt"], capture_output=True, text=True, cwd=tmp_path)
@@ -321,6 +388,7 @@ def test_bad_inputs_get_clear_errors_and_nothing_is_overwritten(tmp_path):
     _assert_clear_error(_run("convert", "student.pt", "--calib", "empty", "--data", "empty", cwd=tmp_path), "not both")
     _assert_clear_error(_run("convert", "student.pt", "--data", "empty", cwd=tmp_path), "meta.csv")
     _assert_clear_error(_run("convert", "student.pt", "--validation-clips", "0", cwd=tmp_path), "--validation-clips")
+    _assert_clear_error(_run("convert", "student.pt", "--activations", "int4", cwd=tmp_path), "choose int8 or int16")
     (tmp_path / "student.onnx").write_text("mine")
     _assert_clear_error(_run("convert", "student.pt", cwd=tmp_path), "was not written by mcuasc convert")
     assert (tmp_path / "student.onnx").read_text() == "mine"

@@ -117,3 +117,28 @@ def test_grouped_conv_becomes_depthwise_with_identical_outputs():
     before, _ = _run_both(grouped, [x])
     after, after_tflm = _run_both(depthwise, [x])
     assert np.array_equal(before, after) and np.array_equal(after, after_tflm)
+
+
+def test_int16_mul_alignment_gives_both_engines_one_multiplier():
+    """int16 MULs (int16 activations) derive their multiplier as int8 ones do: where float32 and double round to
+    different multipliers, the output scale moves until they are equal, and the engines then agree."""
+    rng = np.random.default_rng(0)
+    while True:  # int16 activations: symmetric, zero point 0
+        scales = [float(np.float32(s)) for s in rng.uniform(1e-5, 1e-3, 3)]
+        single, double = mul_multipliers(*scales)
+        if single != double:
+            break
+    quant = tuple((s, 0) for s in scales)
+    assert not mul_engines_agree(*quant, bits=16)
+    n = 1 << 17  # pairs, in the 1 MB arena
+    tensors = [_tensor([n], ([s], [0], 0), name, type_=schema.TensorType.INT16) for s, name in zip(scales, ("a", "b", "out"))]
+    model = _model(schema.BuiltinOperator.MUL, 4, tensors, [0, 1], [2], [0, 1], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
+    a, b = (rng.integers(-32768, 32768, n).astype(np.int16) for _ in range(2))
+    reference, tflm = _run_both(_pack(model), [a, b])
+    assert np.count_nonzero(reference != tflm) > 0  # the engines' one-step disagreement, on these pairs
+    assert align_mul_multipliers(model) == (1, [])
+    new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
+    assert abs(new_scale / scales[2] - 1) < 1e-4
+    assert mul_engines_agree(quant[0], quant[1], (new_scale, 0), bits=16)
+    reference, tflm = _run_both(_pack(model), [a, b])
+    assert np.array_equal(reference, tflm)

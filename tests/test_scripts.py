@@ -16,7 +16,8 @@ from conftest import REPO, require_tool
         ("frontend_speed.py", ["--clips", "4", "--repeats", "1", "--presets", "mobilenetv2"]),
         ("frontend_size.py", []),
         ("frontend_cortex_m.py", ["--clips", "1", "--presets", "dcase-baseline"]),
-        pytest.param("convert.py", ["--models", "dcase-baseline", "--clips-per-class", "2"], marks=pytest.mark.slow),
+        pytest.param("convert.py", ["--models", "dcase-baseline", "--clips-per-class", "2", "--activations", "int8", "int16"],
+                     marks=pytest.mark.slow),
         pytest.param("simulate.py", ["--clips-per-class", "2", "--repeats", "1"], marks=pytest.mark.slow),
         pytest.param("board_recipe.py", ["--clips-per-class", "2", "--epochs", "1"], marks=pytest.mark.slow),
         pytest.param("reference_vs_tflm_ops.py", [], marks=pytest.mark.slow),
@@ -37,8 +38,10 @@ def test_benchmark_script_runs(script, args):
     if script != "simulate.py":  # its speed goal depends on the machine's load; tests assert correctness, not speed
         assert "FAIL" not in result.stdout
     if script == "fidelity_budget.py":  # the TFLM runtime computes what the reference kernels do, on every clip
-        tflm_cells = re.findall(r"^\|[^\n]*\| int8 model \|[^\n]*\| (\d+) of (\d+) \|$", result.stdout, re.M)
-        assert tflm_cells and all(same == total for same, total in tflm_cells), result.stdout
+        tflm_cells = re.findall(r"^\|[^\n]*\| (int8 model|int16 activations \([^|]*\)) \|[^\n]*\| (\d+) of (\d+) \|$",
+                                result.stdout, re.M)
+        assert [row.split(" (")[0] for row, _, _ in tflm_cells] == ["int8 model", "int16 activations"], result.stdout
+        assert all(same == total for _, same, total in tflm_cells), result.stdout
 
 
 def test_example_runs():

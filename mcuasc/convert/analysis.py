@@ -171,7 +171,7 @@ def fidelity(float_logits: np.ndarray, int8_logits: np.ndarray, output_scale: fl
 
 
 def layer_sqnr(float_flatbuffer: bytes, int8_flatbuffer: bytes, float_inputs: np.ndarray) -> list[dict]:
-    """Per operator output of the int8 model: SQNR (dB) of its dequantized activations against the float
+    """Per operator output of the int8 model (int8 or int16 activations): SQNR (dB) of its dequantized activations against the float
     model's same-named tensor, both fed the same clips (the int8 model its quantized version)."""
     fl = reference_interpreter(float_flatbuffer, preserve_all_tensors=True)
     q = reference_interpreter(int8_flatbuffer, preserve_all_tensors=True)
@@ -189,7 +189,7 @@ def layer_sqnr(float_flatbuffer: bytes, int8_flatbuffer: bytes, float_inputs: np
         for op in ops:
             out = op["outputs"][0]
             detail = details[out]
-            if detail["name"] not in float_by_name or detail["dtype"] != np.int8:
+            if detail["name"] not in float_by_name or detail["dtype"] not in (np.int8, np.int16):
                 continue
             reference = fl.get_tensor(float_by_name[detail["name"]]).astype(np.float64)
             scale, zero = tensor_quantization(detail)

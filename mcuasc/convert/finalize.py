@@ -20,6 +20,9 @@
   converter's model with the nudged scales.
 - An offline memory plan (mcuasc.convert.memory_plan) in the metadata, which TFLM uses instead of its online
   planner.
+- With int16 activations (TFLite's 16x8 mode, convert --activations int16), before the above: int8 input and output
+  around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs aligned as int8 ones are, and
+  each RSQRT in int8 (rsqrt_in_int8), TFLite's and TFLM's int16 RSQRT kernels computing different results.
 Every rewrite keeps the int8 arithmetic as it is: the TFLM runtime must stay bit-identical to the TFLite
 reference kernels on the rewritten flatbuffer (the convert tests check it).
 """
@@ -34,7 +37,10 @@ import numpy as np
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.memory_plan import METADATA_NAME, MemoryPlan, lifetimes, offline_plan_entry, plan_memory
 
-BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
+BUFFER_DATA_ALIGNMENT = 16
+QUANTIZE_VERSION = 3
+CAST_VERSION = 1
+RSQRT_INT8_VERSION = 2  # the schema's force_align for constant data, kept when the model is rewritten
 
 
 def tflite_schema():
@@ -70,7 +76,8 @@ class _AlignedBuffer:
 
 
 def drop_bias_quantization(model) -> int:
-    """Remove the quantization parameters of per-channel int32 bias tensors; returns how many."""
+    """Remove the quantization parameters of per-channel int32 (int64 with int16 activations) bias tensors;
+    returns how many."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
     biases = set()
@@ -84,7 +91,7 @@ def drop_bias_quantization(model) -> int:
     for i in sorted(biases):
         tensor = graph.tensors[i]
         q = tensor.quantization
-        if tensor.type == schema.TensorType.INT32 and q is not None and q.scale is not None and len(q.scale) > 1:
+        if tensor.type in (schema.TensorType.INT32, schema.TensorType.INT64) and q is not None and q.scale is not None and len(q.scale) > 1:
             tensor.quantization = None
             dropped += 1
     return dropped
@@ -93,13 +100,42 @@ def drop_bias_quantization(model) -> int:
 _SAME_SCALE_OPS = ("RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "SQUEEZE")
 
 
+def _set_scale(model, i: int, value: float) -> list[int]:
+    """Set tensor i's per-tensor scale, and that of the ops after it that must keep their input's scale; returns
+    the tensors changed."""
+    graph = model.subgraphs[0]
+    graph.tensors[i].quantization.scale = np.array([value], dtype=np.float32)
+    changed = [i]
+    for op in graph.operators:  # tied consumers, in graph order
+        if _op_name(model, op) in _SAME_SCALE_OPS and int(op.inputs[0]) == i:
+            changed += _set_scale(model, int(op.outputs[0]), value)
+    return changed
+
+
+def _rescale_biases(model, i: int, factor: float) -> None:
+    """A bias is stored in steps of input scale × weight scale: after tensor i's scale was divided by `factor`,
+    the convolutions reading it get their biases in the new steps (rounded, as the converter rounds them)."""
+    schema = tflite_schema()
+    graph = model.subgraphs[0]
+    types = {schema.TensorType.INT32: "<i4", schema.TensorType.INT64: "<i8"}
+    for op in graph.operators:
+        if (_op_name(model, op) in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and int(op.inputs[0]) == i
+                and len(op.inputs) > 2 and op.inputs[2] >= 0):
+            bias = graph.tensors[int(op.inputs[2])]
+            buffer = model.buffers[bias.buffer]
+            values = np.frombuffer(np.asarray(buffer.data, dtype=np.uint8).tobytes(), dtype=types[bias.type])
+            rescaled = np.round(values.astype(np.float64) * factor).astype(types[bias.type])
+            buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
+
+
 def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
-    """Nudge each int8 MUL's output scale until TFLite and TFLM compute the same result for every operand pair;
+    """Nudge each int8 (or int16) MUL's output scale until TFLite and TFLM compute the same result for every operand pair;
     returns how many scales moved and the operators for which no scale within `search` float32 steps does.
     Ops that must keep their input's scale (pools, reshapes, pads) after a nudged tensor follow it."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors = graph.tensors
+    bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
 
     def scale(i: int) -> float:
         return float(tensors[i].quantization.scale[0])
@@ -107,37 +143,148 @@ def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
     def zero(i: int) -> int:
         return int(tensors[i].quantization.zeroPoint[0])
 
-    def set_scale(i: int, value: float) -> None:
-        q = tensors[i].quantization
-        q.scale = np.array([value], dtype=np.float32)
-        for op in graph.operators:  # tied consumers, in graph order
-            if _op_name(model, op) in _SAME_SCALE_OPS and int(op.inputs[0]) == i:
-                set_scale(int(op.outputs[0]), value)
-
     moved, unaligned = 0, []
     for k, op in enumerate(graph.operators):
         if _op_name(model, op) != "MUL":
             continue
         a, b, out = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
-        if any(tensors[i].type != schema.TensorType.INT8 or tensors[i].quantization is None
-               or tensors[i].quantization.scale is None or len(tensors[i].quantization.scale) != 1 for i in (a, b, out)):
+        types = {tensors[i].type for i in (a, b, out)}
+        if len(types) != 1 or not types <= set(bits_of) or any(
+                tensors[i].quantization is None or tensors[i].quantization.scale is None
+                or len(tensors[i].quantization.scale) != 1 for i in (a, b, out)):
             continue
+        bits = bits_of[types.pop()]
         qa, qb = (scale(a), zero(a)), (scale(b), zero(b))
         so, zo = scale(out), zero(out)
-        if mul_engines_agree(qa, qb, (so, zo)):
+        if mul_engines_agree(qa, qb, (so, zo), bits):
             continue
         candidate_up = candidate_down = np.float32(so)
         for _ in range(search):
             candidate_up = np.nextafter(candidate_up, np.float32(np.inf))
             candidate_down = np.nextafter(candidate_down, np.float32(0))
-            found = next((c for c in (candidate_up, candidate_down) if mul_engines_agree(qa, qb, (float(c), zo))), None)
+            found = next((c for c in (candidate_up, candidate_down) if mul_engines_agree(qa, qb, (float(c), zo), bits)), None)
             if found is not None:
-                set_scale(out, float(found))
+                _set_scale(model, out, float(found))
                 moved += 1
                 break
         else:
             unaligned.append(k)
     return moved, unaligned
+
+
+def int8_io(model, output_quantization: tuple[float, int]) -> tuple[float, int]:
+    """Give a model with int16 activations int8 input and output, so that the front end's int8 features and every
+    stage after the model stay as they are; returns the input's int8 (scale, zero point).
+
+    In front: a CAST of the int8 features to int16, exact when the int8 quantization is symmetric with the int16
+    tensor taking its scale (TFLite cannot requantize int8 to int16, and int16 activations have zero point 0);
+    the int8 scale covers the range the converter calibrated for the int16 input, ±32767 of its steps. The first
+    operators derive their multipliers from the tensors' scales, so nothing else changes. After the graph: a
+    QUANTIZE (int16 → int8) to `output_quantization`, the int8 conversion's own for the same model."""
+    graph = model.subgraphs[0]
+    (inner_input,), (inner_output,) = graph.inputs, graph.outputs
+    int16_input = graph.tensors[inner_input].quantization
+    input_quantization = (float(np.float32(int16_input.scale[0] * 32767 / 127)), 0)
+
+    outer_input, outer_output = _int8_twin(model, inner_input, input_quantization), _int8_twin(model, inner_output, output_quantization)
+    old_scale = float(int16_input.scale[0])
+    for i in _set_scale(model, inner_input, input_quantization[0]):
+        _rescale_biases(model, i, old_scale / input_quantization[0])
+    graph.operators = [_cast_to_int16(model, outer_input, inner_input), *graph.operators,
+                       _quantize(model, inner_output, outer_output)]
+    graph.inputs, graph.outputs = np.array([outer_input], dtype=np.int32), np.array([outer_output], dtype=np.int32)
+    renamed = {inner_input: outer_input, inner_output: outer_output}
+    for signature in model.signatureDefs or []:
+        for entry in (*(signature.inputs or []), *(signature.outputs or [])):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
+    return input_quantization
+
+
+def with_int8_io(int16_flatbuffer: bytes, int8_flatbuffer: bytes) -> bytes:
+    """The 16x8 conversion of a model with int8 input and output (int8_io) and its RSQRTs in int8 (rsqrt_in_int8);
+    the output takes the int8 conversion's quantization of the same model."""
+    schema = tflite_schema()
+    int8_model = schema.ModelT.InitFromPackedBuf(int8_flatbuffer, 0)
+    output = int8_model.subgraphs[0].tensors[int8_model.subgraphs[0].outputs[0]].quantization
+    model = schema.ModelT.InitFromPackedBuf(int16_flatbuffer, 0)
+    int8_io(model, (float(output.scale[0]), int(output.zeroPoint[0])))
+    rsqrt_in_int8(model)
+    return pack_model(model, len(int16_flatbuffer))
+
+
+def rsqrt_in_int8(model) -> int:
+    """Run each int16 RSQRT in int8: TFLite's and TFLM's int16 RSQRT kernels differ (on about half of all int16
+    inputs, whatever the scales), their int8 ones agree. A QUANTIZE (int16 → int8, the input's calibrated range
+    [0, max] on 256 steps) before it, a CAST (int8 → int16) after it, exact with a symmetric int8 output whose scale
+    the int16 tensor takes (its readers derive their multipliers from it). RSQRT's operands are BC-ResNet's
+    per-frequency variances, (1, F, 1, 1): the int8 island costs nothing in memory. Returns how many."""
+    schema = tflite_schema()
+    graph = model.subgraphs[0]
+    rsqrt = [op for op in graph.operators if _op_name(model, op) == "RSQRT"
+             and graph.tensors[int(op.inputs[0])].type == schema.TensorType.INT16]
+    if not rsqrt:
+        return 0
+    operators = []
+    for op in graph.operators:
+        if not any(op is r for r in rsqrt):
+            operators.append(op)
+            continue
+        x, y = int(op.inputs[0]), int(op.outputs[0])
+        x_max = float(graph.tensors[x].quantization.scale[0]) * 32767
+        y_scale = float(np.float32(float(graph.tensors[y].quantization.scale[0]) * 32767 / 127))
+        x8 = _int8_twin(model, x, (float(np.float32(x_max / 255)), -128))
+        y8 = _int8_twin(model, y, (y_scale, 0))
+        _set_scale(model, y, y_scale)
+        operators += [_quantize(model, x, x8),
+                      _unary(model, schema.BuiltinOperator.RSQRT, RSQRT_INT8_VERSION, x8, y8),
+                      _cast_to_int16(model, y8, y)]
+    graph.operators = operators
+    return len(rsqrt)
+
+
+def _int8_twin(model, i: int, quantization: tuple[float, int]) -> int:
+    """A new int8 activation tensor shaped like tensor i, with this per-tensor (scale, zero point)."""
+    schema = tflite_schema()
+    graph = model.subgraphs[0]
+    tensor = schema.TensorT()
+    tensor.shape = np.array(graph.tensors[i].shape, dtype=np.int32)
+    signature = graph.tensors[i].shapeSignature
+    tensor.shapeSignature = None if signature is None else np.array(signature, dtype=np.int32)
+    tensor.type, tensor.name = schema.TensorType.INT8, graph.tensors[i].name + b"_int8"
+    tensor.quantization = _per_tensor(*quantization)
+    model.buffers.append(schema.BufferT())
+    tensor.buffer = len(model.buffers) - 1
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _unary(model, builtin: int, version: int, source: int, target: int, options_type: int = 0, options=None):
+    """A new one-input operator (not yet placed in the graph's operator list)."""
+    op = tflite_schema().OperatorT()
+    op.opcodeIndex = _operator_code(model, builtin, version)
+    op.inputs, op.outputs = np.array([source], dtype=np.int32), np.array([target], dtype=np.int32)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def _quantize(model, source: int, target: int):
+    schema = tflite_schema()
+    return _unary(model, schema.BuiltinOperator.QUANTIZE, QUANTIZE_VERSION, source, target,
+                  schema.BuiltinOptions.QuantizeOptions, schema.QuantizeOptionsT())
+
+
+def _cast_to_int16(model, source: int, target: int):
+    schema = tflite_schema()
+    options = schema.CastOptionsT()
+    options.inDataType, options.outDataType = schema.TensorType.INT8, schema.TensorType.INT16
+    return _unary(model, schema.BuiltinOperator.CAST, CAST_VERSION, source, target, schema.BuiltinOptions.CastOptions, options)
+
+
+def _per_tensor(scale: float, zero_point: int):
+    quantization = tflite_schema().QuantizationParametersT()
+    quantization.scale = np.array([scale], dtype=np.float32)
+    quantization.zeroPoint = np.array([zero_point], dtype=np.int64)
+    return quantization
 
 
 def _operator_code(model, builtin: int, version: int) -> int:
@@ -228,7 +375,8 @@ def store_band_constants(model) -> int:
     for k, op in enumerate(graph.operators):
         for i in op.inputs:
             consumers.setdefault(int(i), []).append(k)
-    item = {schema.TensorType.INT8: np.int8, schema.TensorType.INT32: np.int32, schema.TensorType.FLOAT32: np.float32}
+    item = {schema.TensorType.INT8: np.int8, schema.TensorType.INT16: np.int16, schema.TensorType.INT32: np.int32,
+            schema.TensorType.FLOAT32: np.float32}
 
     def constant_values(i: int) -> np.ndarray | None:
         data = buffers[tensors[i].buffer].data
@@ -244,7 +392,7 @@ def store_band_constants(model) -> int:
         for position in (0, 1):
             activation, constant = int(op.inputs[1 - position]), int(op.inputs[position])
             values = constant_values(constant)
-            shape = list(tensors[activation].shape)
+            shape = list(tensors[activation].shape) if tensors[activation].shape is not None else []  # None: a scalar
             if values is None or constant_values(activation) is not None or len(shape) != 4 or values.ndim != 4:
                 continue
             if values.shape[0] != 1 or values.shape[2] != 1 or values.shape[1] != shape[1] or values.shape[3] != shape[3]:

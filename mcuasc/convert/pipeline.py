@@ -27,7 +27,7 @@ from mcuasc import __version__
 from mcuasc.checkpoint import load_checkpoint
 from mcuasc.convert import analysis
 from mcuasc.convert.manifest import Manifest, TensorQuantization, manifest_path
-from mcuasc.convert.finalize import finalize
+from mcuasc.convert.finalize import finalize, with_int8_io
 from mcuasc.convert.onnx_export import OPSET, export_onnx
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import Clip, TauDataset
@@ -41,6 +41,11 @@ Progress = Callable[[str], None]
 LOG_HEADER = "# mcuasc convert log"
 
 
+# What each choice of ConvertOptions.activations puts in the flatbuffer (the manifest's graph.activations).
+ACTIVATIONS = {"int8": "int8 per-tensor",
+               "int16": "int16 per-tensor (zero point 0; TFLite's 16x8 kernels), int8 input (CAST to int16) and "
+                        "int8 output (QUANTIZE from int16)"}
+
 @dataclass(frozen=True)
 class ConvertOptions:
     calibration_clips: int = 200  # at most; spread evenly over the calibration source
@@ -50,6 +55,10 @@ class ConvertOptions:
     # this percentile (and 100 minus it) of the calibration values (mcuasc.convert.ranges). Narrowing raises the
     # logits' SQNR but not the agreement with float, and costs int8 accuracy (fidelity_budget.py): min/max stays.
     activation_percentile: float | None = None
+    # "int8", or "int16": TFLite's 16x8 mode (int16 activations, per-channel int8 weights, int64 biases) inside
+    # the same int8 input and output. BC-ResNet's int8 activations leave its decisions 1-1.5 % apart from float
+    # (fidelity_budget.py); int16 takes them to the weights' share, for ≈ 1.4× the arena (README, Convert).
+    activations: str = "int8"
     # The float32 TFLite from onnx2tf must compute what torch computes before anything is quantized.
     float_tolerance: float = 1e-3  # max |Δ logit| relative to the largest |logit|
     fallback_clips_per_class: int = 10
@@ -114,12 +123,13 @@ def _claim_outputs(out_dir: Path, targets: dict[str, Path], force: bool) -> None
         raise InputError(f"{existing[0]} exists and was not written by mcuasc convert; move it, pass another --out, or --force.")
 
 
-def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, percentile: float | None, log_path: Path,
+def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, options: ConvertOptions, log_path: Path,
                    verbose: bool, shown_log: Path) -> None:
     calibration_path = work / "calibration.npy"
     np.save(calibration_path, calibration.astype(np.float32))
+    percentile = options.activation_percentile
     command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path),
-               "minmax" if percentile is None else repr(float(percentile))]
+               "minmax" if percentile is None else repr(float(percentile)), options.activations]
     env = dict(os.environ, PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
     with log_path.open("w", encoding="utf-8") as log:
         log.write(f"{LOG_HEADER} {onnx_path.name}: onnx2tf and the TFLite converter\n")
@@ -139,6 +149,10 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
     <name>.manifest.json and <name>.convert.log (onnx2tf's and TensorFlow's output) into out_dir."""
     started = time.perf_counter()
     say = progress or (lambda message: None)
+    if options.activations not in ACTIVATIONS:
+        raise InputError(f"activations {options.activations!r} are not supported; choose {' or '.join(ACTIVATIONS)}.")
+    if options.activations == "int16" and options.activation_percentile is not None:
+        raise InputError("percentile activation ranges are for int8 activations; drop the percentile or use int8.")
     notes: list[str] = []
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -204,7 +218,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")
         log_tmp = work / "convert.log"
         try:
-            _run_tf_worker(onnx_tmp, work, calibration_features, options.activation_percentile, log_tmp, verbose, targets["log"])
+            _run_tf_worker(onnx_tmp, work, calibration_features, options, log_tmp, verbose, targets["log"])
         except ToolError:
             if log_tmp.exists():
                 shutil.copyfile(log_tmp, targets["log"])
@@ -215,8 +229,11 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                              else {"method": "minmax"})
         # Rewritten for deployment (mcuasc.convert.finalize): no redundant bias scales, SubSpectralNorm's
         # constants per band, an offline memory plan; the int8 arithmetic stays exactly the converter's.
-        finalized = finalize((work / "model_int8.tflite").read_bytes())
-        int8_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
+        converted = (work / "model_int8.tflite").read_bytes()
+        if options.activations == "int16":
+            converted = with_int8_io((work / "model_int16.tflite").read_bytes(), converted)
+        finalized = finalize(converted)
+        deployed_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
         if finalized.muls_unaligned:
             notes.append(f"{len(finalized.muls_unaligned)} MUL operator(s) (#{', #'.join(map(str, finalized.muls_unaligned))} of the "
                          "converter's graph) keep scales on which TFLite's reference kernels and TFLM can differ by one step; "
@@ -234,17 +251,16 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             raise ToolError(f"onnx2tf's float graph differs from the torch model (relative error {error:.2e} > "
                             f"{options.float_tolerance:g}); the converter mis-translated an op, see {targets['log']}.")
 
-        interpreter = analysis.reference_interpreter(int8_flatbuffer)
+        interpreter = analysis.reference_interpreter(deployed_flatbuffer)
         input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         if input_detail["dtype"] != np.int8 or output_detail["dtype"] != np.int8:
             raise ToolError("the converter did not produce int8 input and output tensors; see " + str(targets["log"]))
         in_scale, in_zero = analysis.tensor_quantization(input_detail)
         out_scale, out_zero = analysis.tensor_quantization(output_detail)
         ops = analysis.op_names(interpreter)
-
         say("measuring the TFLM arena")
         try:
-            arena = analysis.measure_tflm_arena(int8_flatbuffer)
+            arena = analysis.measure_tflm_arena(deployed_flatbuffer)
         except analysis.TflmError as exc:
             missing = analysis.unsupported_ops(str(exc))
             what = f"ops TFLM lacks: {', '.join(missing)}" if missing else str(exc)
@@ -260,20 +276,24 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         int8_logits = np.stack([analysis.invoke(interpreter, x) for x in validation_int8])
         labels = np.array([c.label_index for c in validation_clips])
         fid = analysis.fidelity(float_logits, int8_logits, out_scale, out_zero, labels)
-        if fid.agreement < 0.99 and not checkpoint.train_config.get("quantization_aware"):
-            notes.append(f"int8 decides as float on {100 * fid.agreement:.0f} % of the validation clips; fine-tuning with int8 "
+        quantized = "int8" if options.activations == "int8" else "the int16-activation model"
+        if fid.agreement < 0.99 and options.activations == "int8":
+            notes.append(f"int8 decides as float on {100 * fid.agreement:.1f} % of the validation clips; int16 activations "
+                         "(--activations int16: same int8 input, output and weights, a larger arena) bring it closer")
+        elif fid.agreement < 0.99 and not checkpoint.train_config.get("quantization_aware"):
+            notes.append(f"{quantized} decides as float on {100 * fid.agreement:.1f} % of the validation clips; fine-tuning with int8 "
                          f"simulated may help: mcuasc finetune-int8 {checkpoint_path} --data DIR, then convert the result")
         elif fid.agreement_ci95[0] < 0.99:
-            notes.append(f"int8 decides as float on {100 * fid.agreement:.1f} % of {fid.clips} validation clips, but so few clips "
+            notes.append(f"{quantized} decides as float on {100 * fid.agreement:.1f} % of {fid.clips} validation clips, but so few clips "
                          f"leave that between {100 * fid.agreement_ci95[0]:.1f} and {100 * fid.agreement_ci95[1]:.1f} % (95 %); "
                          "validate on more (--validation-clips N, with an evaluate split in --data that large) to show ≥ 99 %")
         # What the device runs (TFLM) against the reference, on the same clips; simulate localises any difference.
-        tflm_agrees = analysis.tflm_matches(int8_flatbuffer, arena, validation_int8, int8_logits)
+        tflm_agrees = analysis.tflm_matches(deployed_flatbuffer, arena, validation_int8, int8_logits)
         if not all(tflm_agrees):
             notes.append(f"the TFLM runtime's logits differ from TFLite's reference kernels on {tflm_agrees.count(False)} of "
                          f"{len(tflm_agrees)} validation clips; mcuasc simulate on those clips names the first divergent operator")
         say("per-layer SQNR")
-        sqnr = analysis.layer_sqnr(float_flatbuffer, int8_flatbuffer, validation_graph_input[: options.sqnr_clips])
+        sqnr = analysis.layer_sqnr(float_flatbuffer, deployed_flatbuffer, validation_graph_input[: options.sqnr_clips])
 
         def saturated(x: np.ndarray) -> float:
             return float(np.mean((x == -128) | (x == 127)))
@@ -282,7 +302,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         # leaves no half-written set.
         staged = {role: out_dir / f".{path.name}.partial" for role, path in targets.items()}
         shutil.copyfile(onnx_tmp, staged["onnx"])
-        staged["tflite"].write_bytes(int8_flatbuffer)
+        staged["tflite"].write_bytes(deployed_flatbuffer)
         report = zoo_report([checkpoint.arch])[0]
         macs = int(report["macs"])
         parameters = int(sum(p.numel() for p in model.parameters()))
@@ -291,7 +311,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             input=TensorQuantization(in_scale, in_zero, tuple(int(v) for v in input_detail["shape"])),
             output=TensorQuantization(out_scale, out_zero, tuple(int(v) for v in output_detail["shape"])),
             files={role: targets[role].name for role in ("onnx", "tflite", "log")},
-            ops=tuple(ops), parameters=parameters, macs=macs, flatbuffer_bytes=len(int8_flatbuffer),
+            ops=tuple(ops), parameters=parameters, macs=macs, flatbuffer_bytes=len(deployed_flatbuffer),
             tflm_arena_bytes=arena,
             dcase_limits={"params_counted": report["dcase_limits"]["params_counted"], "max_params": MAX_PARAMS,
                           "macs": macs, "max_macs": MAX_MACS, "within": bool(report["dcase_limits"]["within"])},
@@ -309,8 +329,9 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             layer_sqnr=tuple(sqnr),
             graph={"onnx_opset": OPSET, "op_count": len(ops), "float_check_relative_error": error,
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
-                   "weights": "int8 per-channel (conv, depthwise conv, fully connected), int32 biases",
-                   "activations": "int8 per-tensor",
+                   "weights": "int8 per-channel (conv, depthwise conv, fully connected), "
+                              + ("int32 biases" if options.activations == "int8" else "int64 biases"),
+                   "activations": ACTIVATIONS[options.activations],
                    "activation_ranges": activation_ranges,
                    "rewrites": {"bias_tensors_without_quantization": finalized.bias_tensors_without_quantization,
                                 "band_constants": finalized.band_constants,
@@ -322,7 +343,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                                    "lower_bound_bytes": memory_plan.lower_bound_bytes}},
             tools=_tool_versions(),
             hashes={"checkpoint": _sha256(checkpoint_path), "onnx": _sha256(onnx_tmp),
-                    "tflite": hashlib.sha256(int8_flatbuffer).hexdigest()},
+                    "tflite": hashlib.sha256(deployed_flatbuffer).hexdigest()},
         )
         staged["manifest"].write_text(manifest.to_json(), encoding="utf-8")
         shutil.copyfile(log_tmp, staged["log"])

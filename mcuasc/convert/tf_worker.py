@@ -4,13 +4,14 @@ TensorFlow and onnx2tf print hundreds of lines to stdout/stderr from C++ as well
 lets the parent send all of it to a log file (shown with --verbose) and keeps TensorFlow out of the
 parent's memory. Invoked as
 
-    python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE
+    python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE [int8|int16]
 
 CALIBRATION.npy holds float32 features, NHWC (clips, mels, frames, channels); PERCENTILE narrows the int8
 activation ranges (mcuasc.convert.ranges), or is "minmax" for the converter's own min/max. Writes into WORKDIR:
 saved_model/ (onnx2tf), model_float32.tflite and model_int8.tflite (both converted here from that SavedModel
-with one converter, so their tensor names match for per-layer comparison), activation_ranges.json (what the
-narrowing did), and stage.txt naming the stage reached, for the parent's error message.
+with one converter, so their tensor names match for per-layer comparison), with int16 also model_int16.tflite
+(TFLite's 16x8 mode: int16 activations, int8 weights, int64 biases, int16 input and output), activation_ranges.json
+(what the narrowing did), and stage.txt naming the stage reached, for the parent's error message.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def _keep_add_outputs_nhwc() -> None:
     Add.make_node, Add.transpose_with_flexing_deterrence = add_make_node, rescue_transpose
 
 
-def main(onnx_path: str, workdir: str, calibration_path: str, percentile: str) -> None:
+def main(onnx_path: str, workdir: str, calibration_path: str, percentile: str, activations: str = "int8") -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     work = Path(workdir)
@@ -159,10 +160,21 @@ def main(onnx_path: str, workdir: str, calibration_path: str, percentile: str) -
         calibrated, report = narrow_activation_ranges(converter.convert(), calibration, float(percentile))
         (work / "activation_ranges.json").write_text(json.dumps(dataclasses.asdict(report)))
         (work / "model_int8.tflite").write_bytes(mlir_quantize(calibrated, input_data_type=tf.int8, output_data_type=tf.int8))
+    if activations == "int16":
+        _stage(work, "tflite-int16-activations")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model"))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        # int16 kernels or failure; the converter allows only int16 (or float) input and output here: the parent
+        # gives the model int8 ones (mcuasc.convert.finalize.int8_io).
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
+        (work / "model_int16.tflite").write_bytes(converter.convert())
     _stage(work, "done")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
-        sys.exit("usage: python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE|minmax")
+    if len(sys.argv) not in (5, 6):
+        sys.exit("usage: python -m mcuasc.convert.tf_worker ONNX WORKDIR CALIBRATION.npy PERCENTILE|minmax [int8|int16]")
     main(*sys.argv[1:])
