@@ -57,7 +57,7 @@ class ConvertOptions:
     activation_percentile: float | None = None
     # "int8", or "int16": TFLite's 16x8 mode (int16 activations, per-channel int8 weights, int64 biases) inside
     # the same int8 input and output. BC-ResNet's int8 activations leave its decisions 1-1.5 % apart from float
-    # (fidelity_budget.py); int16 takes them to the weights' share, for ≈ 1.4× the arena (README, Convert).
+    # (fidelity_budget.py); int16 takes them to ≥ 99 %, for 1.4–2× the arena (README, Convert).
     activations: str = "int8"
     # The float32 TFLite from onnx2tf must compute what torch computes before anything is quantized.
     float_tolerance: float = 1e-3  # max |Δ logit| relative to the largest |logit|
