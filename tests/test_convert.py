@@ -95,8 +95,8 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     low, high = m.fidelity["agreement_ci95"]
     assert m.fidelity["flips"] == round((1 - m.fidelity["agreement"]) * m.fidelity["clips"])
     assert 0.0 <= low <= m.fidelity["agreement"] <= high <= 1.0
-    # Below the agreement goal, convert points at the remedy.
-    assert (m.fidelity["agreement"] < 0.99) == any("mcuasc finetune-int8" in n for n in converted.notes)
+    # Below the agreement goal, convert points at the remedy: int16 activations.
+    assert (m.fidelity["agreement"] < 0.99) == any("--activations int16" in n for n in converted.notes)
     # At or above it, convert says when the validation set is too small to show it.
     if m.fidelity["agreement"] >= 0.99:
         assert (low < 0.99) == any("--validation-clips" in n for n in converted.notes)
@@ -364,7 +364,7 @@ def test_cli_convert_validates_on_as_many_clips_as_asked_and_bounds_the_agreemen
     assert f"{fidelity['flips']} flips, 95 % interval {100 * low:.1f}–{100 * high:.1f} %" in " ".join(result.stdout.replace("│", " ").split())
     # Five clips can never show the 99 % goal: whatever the agreement, convert says why.
     notes = " ".join(result.stderr.split())
-    assert "mcuasc finetune-int8" in notes or "--validation-clips" in notes
+    assert "--activations int16" in notes or "--validation-clips" in notes
 
 
 def _run(*args, cwd):
