@@ -20,6 +20,7 @@ from pathlib import Path
 
 from _common import machine, markdown_table
 from mcuasc.convert import ConvertOptions, convert
+from mcuasc.convert.pipeline import ACTIVATIONS
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.models import ARCHITECTURES
 from mcuasc.train import recipe_for, train
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES))
     parser.add_argument("--clips-per-class", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=1, help="training epochs before converting (fidelity needs a trained model)")
-    parser.add_argument("--activations", nargs="+", choices=("int8", "int16"), default=["int8"])
+    parser.add_argument("--activations", nargs="+", choices=tuple(ACTIVATIONS), default=["int8"])
     args = parser.parse_args()
     print("# convert\n")
     print(machine(), "\n")

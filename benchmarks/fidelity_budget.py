@@ -134,7 +134,7 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     tflm_identical = sum(analysis.tflm_matches((work / checkpoint.stem / manifest.files["tflite"]).read_bytes(),
                                                manifest.tflm_arena_bytes, int8_features, int8_outputs))
     int8_narrowed = dequantize_outputs(narrowed, int8_model_outputs(narrowed, narrowed_dir, int8_features))
-    int16_row = int16_activations(name, checkpoint, work / f"{checkpoint.stem}-int16", scenes, manifest, int8_features,
+    int16_row = int16_activations(name, checkpoint, work / f"{checkpoint.stem}-int16", scenes, manifest, pcm, int8_features,
                                   reference, labels)
     ordered = np.sort(reference, axis=1)
     gap = ordered[:, -1] - ordered[:, -2]
@@ -151,13 +151,12 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     return rows + [int16_row]
 
 
-def int16_activations(name: str, checkpoint: Path, out_dir: Path, scenes: Path, int8_manifest, int8_features: np.ndarray,
-                      reference: np.ndarray, labels: np.ndarray) -> list[object]:
+def int16_activations(name: str, checkpoint: Path, out_dir: Path, scenes: Path, int8_manifest, pcm: np.ndarray,
+                      int8_features: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> list[object]:
     """The row "int16 activations": the same checkpoint converted with --activations int16, on its own front end."""
     manifest = convert(checkpoint, out_dir, data=scenes, options=ConvertOptions(activations="int16")).manifest
     # int16 activations choose a symmetric int8 input: its own front-end quantization.
-    features = int8_features if manifest.frontend == int8_manifest.frontend else IntegerFrontend(manifest.frontend)(
-        load_pcm(TauDataset.open(scenes).split("evaluate"), manifest.frontend))
+    features = int8_features if manifest.frontend == int8_manifest.frontend else IntegerFrontend(manifest.frontend)(pcm)
     outputs = int8_model_outputs(manifest, out_dir, features)
     tflm_identical = sum(analysis.tflm_matches((out_dir / manifest.files["tflite"]).read_bytes(), manifest.tflm_arena_bytes,
                                                features, outputs))

@@ -22,6 +22,7 @@ from pathlib import Path
 from _common import machine, markdown_table
 from mcuasc.boards import load_board
 from mcuasc.convert import ConvertOptions, convert
+from mcuasc.convert.pipeline import ACTIVATIONS
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
 from mcuasc.firmware import generate_firmware
@@ -35,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["bcresnet-nrf52840", "bcresnet-student"])
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--activations", nargs="+", choices=("int8", "int16"), default=["int8"])
+    parser.add_argument("--activations", nargs="+", choices=tuple(ACTIVATIONS), default=["int8"])
     parser.add_argument("--lib", action="append", default=[], metavar="KERNELS=PATH",
                         help="a libtflm.a already built for the Cortex-M4 with those kernels (reference or cmsis_nn)")
     args = parser.parse_args()

@@ -37,10 +37,11 @@ import numpy as np
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.memory_plan import METADATA_NAME, MemoryPlan, lifetimes, offline_plan_entry, plan_memory
 
-BUFFER_DATA_ALIGNMENT = 16
+BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
+# Operator versions of the ops the int16 rewrites add (int8 ↔ int16 QUANTIZE and CAST, RSQRT on int8).
 QUANTIZE_VERSION = 3
 CAST_VERSION = 1
-RSQRT_INT8_VERSION = 2  # the schema's force_align for constant data, kept when the model is rewritten
+RSQRT_INT8_VERSION = 2
 
 
 def tflite_schema():
@@ -172,9 +173,9 @@ def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
     return moved, unaligned
 
 
-def int8_io(model, output_quantization: tuple[float, int]) -> tuple[float, int]:
+def int8_io(model, output_quantization: tuple[float, int]) -> None:
     """Give a model with int16 activations int8 input and output, so that the front end's int8 features and every
-    stage after the model stay as they are; returns the input's int8 (scale, zero point).
+    stage after the model stay as they are.
 
     In front: a CAST of the int8 features to int16, exact when the int8 quantization is symmetric with the int16
     tensor taking its scale (TFLite cannot requantize int8 to int16, and int16 activations have zero point 0);
@@ -197,7 +198,6 @@ def int8_io(model, output_quantization: tuple[float, int]) -> tuple[float, int]:
     for signature in model.signatureDefs or []:
         for entry in (*(signature.inputs or []), *(signature.outputs or [])):
             entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
-    return input_quantization
 
 
 def with_int8_io(int16_flatbuffer: bytes, int8_flatbuffer: bytes) -> bytes:

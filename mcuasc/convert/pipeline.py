@@ -46,6 +46,7 @@ ACTIVATIONS = {"int8": "int8 per-tensor",
                "int16": "int16 per-tensor (zero point 0; TFLite's 16x8 kernels), int8 input (CAST to int16) and "
                         "int8 output (QUANTIZE from int16)"}
 
+
 @dataclass(frozen=True)
 class ConvertOptions:
     calibration_clips: int = 200  # at most; spread evenly over the calibration source
@@ -258,6 +259,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         in_scale, in_zero = analysis.tensor_quantization(input_detail)
         out_scale, out_zero = analysis.tensor_quantization(output_detail)
         ops = analysis.op_names(interpreter)
+
         say("measuring the TFLM arena")
         try:
             arena = analysis.measure_tflm_arena(deployed_flatbuffer)
