@@ -1,7 +1,7 @@
 """Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
-        [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation]
+        [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation] [--keep DIR]
 
 Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed;
 --schedule distillation: a BC-ResNet on the seed's distillation recipe, warm-up to 0.006 then cosine, still without a
@@ -30,6 +30,7 @@ logits equal the reference kernels' byte for byte (for the two deployable rows: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -189,13 +190,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (the scene set keeps seed 0)")
     parser.add_argument("--schedule", choices=("recipe", "distillation"), default="recipe",
                         help="each model's own recipe, or (BC-ResNets only) the seed's distillation schedule without a teacher")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="work in DIR and keep it (scene set, checkpoints, converted models) to inspect afterwards; "
+                             "DIR must not exist yet")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists():
+        parser.error(f"--keep {args.keep} already exists; give a new directory so nothing in it is overwritten.")
     if args.schedule == "distillation" and not all(name.startswith("bcresnet") for name in args.models):
         parser.error("--schedule distillation is the BC-ResNet distillation recipe; give only bcresnet-* models.")
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True)
+    with contextlib.nullcontext(str(args.keep)) if args.keep is not None else tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
         for name in args.models:

@@ -140,7 +140,7 @@ def test_student_graph_has_no_layout_ops(converted):
         if op["op_name"] == "CONV_2D":
             assert details[op["inputs"][1]]["shape"][3] == details[op["inputs"][0]]["shape"][3], op
     # Every MUL's scales make TFLite (float32 multiplier) and TFLM (double) agree on all operand pairs.
-    assert m.graph["rewrites"]["muls_unaligned"] == []
+    assert m.graph["rewrites"]["ops_unaligned"] == []
     for op in interpreter._get_ops_details():
         if op["op_name"] == "MUL":
             assert mul_engines_agree(*(details[i]["quantization"] for i in (*op["inputs"], *op["outputs"]))), op

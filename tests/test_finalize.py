@@ -7,12 +7,15 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from mcuasc.convert import analysis
-from mcuasc.convert.finalize import align_mul_multipliers, grouped_convs_as_depthwise
-from mcuasc.convert.fixed_point import mul_engines_agree, mul_multipliers
+from mcuasc.convert.finalize import align_multipliers, grouped_convs_as_depthwise
+from mcuasc.convert.fixed_point import int8_rsqrt, mul_engines_agree, mul_multipliers, rsqrt_engines_agree, rsqrt_multipliers
 
 # The quantization of a MUL in a converted BC-ResNet student (inverse std × a per-band factor) on which TFLite's
 # reference kernel and TFLM disagreed by one step for 4 of the 65,536 operand pairs.
 STUDENT_MUL = ((0.007621390745043755, -128), (0.005480390973389149, -128), (0.004974668379873037, -128))
+# The quantization of an RSQRT (a SubSpectralNorm's inverse standard deviation) in a BC-ResNet student trained 120
+# epochs, on which the engines disagreed for 1 of the 256 inputs, and then on about half of all clips.
+STUDENT_RSQRT = ((0.02782462164759636, -128), (0.008835520595312119, -128))
 
 
 def _tensor(shape, quant, name, buffer=0, type_=schema.TensorType.INT8):
@@ -83,12 +86,47 @@ def test_mul_scale_alignment_makes_tflite_and_tflm_agree_on_every_operand_pair()
 
     assert not mul_engines_agree(*STUDENT_MUL)  # the host's model of both engines sees it too
 
-    assert align_mul_multipliers(model) == (1, [])
+    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0}, [])
     new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
     assert new_scale != STUDENT_MUL[2][0] and abs(new_scale / STUDENT_MUL[2][0] - 1) < 1e-4
     reference, tflm = _run_both(_pack(model), [a, b])
     assert np.array_equal(reference, tflm)
-    assert align_mul_multipliers(model) == (0, [])  # nothing left to align
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])  # nothing left to align
+
+
+def _rsqrt(in_quant, out_quant, n: int) -> schema.ModelT:
+    (si, zi), (so, zo) = in_quant, out_quant
+    tensors = [_tensor([n], ([si], [zi], 0), "x"), _tensor([n], ([so], [zo], 0), "y")]
+    return _model(schema.BuiltinOperator.RSQRT, 2, tensors, [0], [1], [0], 0, None)
+
+
+def test_host_rsqrt_kernel_is_each_engines_on_every_input():
+    """mcuasc's host model of the int8 RSQRT kernel against both real engines: TFLite's reference kernel with the
+    float32-derived multiplier, TFLM with the double one, on every valid input of random quantizations."""
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        si, so = (float(np.float32(v)) for v in (rng.uniform(1e-3, 0.2), rng.uniform(1e-3, 0.05)))
+        zi, zo = (int(v) for v in rng.integers(-128, 60, 2))
+        x = np.arange(zi, 128).astype(np.int8)  # both kernels reject inputs below the zero point
+        reference, tflm = _run_both(_pack(_rsqrt((si, zi), (so, zo), len(x))), [x])
+        single, double = rsqrt_multipliers(si, so)
+        assert np.array_equal(reference, int8_rsqrt(x, zi, zo, single))
+        assert np.array_equal(tflm, int8_rsqrt(x, zi, zo, double))
+
+
+def test_rsqrt_scale_alignment_makes_tflite_and_tflm_agree_on_every_input():
+    x = np.arange(-128, 128).astype(np.int8)
+    model = _rsqrt(*STUDENT_RSQRT, 256)
+    reference, tflm = _run_both(_pack(model), [x])
+    assert np.count_nonzero(reference != tflm) == 1  # the upstream deviation this rewrite exists for
+    assert not rsqrt_engines_agree(*STUDENT_RSQRT)
+
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 1}, [])
+    new_scale = float(model.subgraphs[0].tensors[1].quantization.scale[0])
+    assert new_scale != STUDENT_RSQRT[1][0] and abs(new_scale / STUDENT_RSQRT[1][0] - 1) < 1e-4
+    reference, tflm = _run_both(_pack(model), [x])
+    assert np.array_equal(reference, tflm)
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])
 
 
 def test_grouped_conv_becomes_depthwise_with_identical_outputs():
@@ -136,7 +174,7 @@ def test_int16_mul_alignment_gives_both_engines_one_multiplier():
     a, b = (rng.integers(-32768, 32768, n).astype(np.int16) for _ in range(2))
     reference, tflm = _run_both(_pack(model), [a, b])
     assert np.count_nonzero(reference != tflm) > 0  # the engines' one-step disagreement, on these pairs
-    assert align_mul_multipliers(model) == (1, [])
+    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0}, [])
     new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
     assert abs(new_scale / scales[2] - 1) < 1e-4
     assert mul_engines_agree(quant[0], quant[1], (new_scale, 0), bits=16)

@@ -12,12 +12,13 @@
   emits for some depthwise convs, become the DEPTHWISE_CONV_2D they are: filter (1, kh, kw, C), the same int8
   values and per-channel scales. The arithmetic is the same; CMSIS-NN has a depthwise kernel, and its conv
   kernel does not take groups.
-- Every int8 MUL whose output TFLite and TFLM would compute differently gets its output scale nudged by a few
-  float32 steps (< 10⁻⁴ relative) to one where they agree on all 65,536 operand pairs: TFLite's MUL derives its
-  multiplier sa·sb/so in float32, TFLM in double (mcuasc.convert.fixed_point), and where the two round to
-  different 31-bit multipliers the engines disagree by one step on rare operand pairs (measured on the BC-ResNet
-  student). This is the one rewrite that changes a scale; the output check below compares against the
-  converter's model with the nudged scales.
+- Every int8 MUL and RSQRT whose output TFLite and TFLM would compute differently gets its output scale nudged by
+  a few float32 steps (< 10⁻⁴ relative) to one where they agree on every input (all 65,536 operand pairs of a
+  MUL): TFLite derives the MUL's multiplier sa·sb/so and the RSQRT's 1/(√si·so) in float32, the TFLM runtime in
+  double (mcuasc.convert.fixed_point), and where the two round to different 31-bit multipliers the engines
+  disagree by one step on some inputs (both measured on trained BC-ResNet students: an RSQRT of a trained student
+  differed on 1 of its 256 inputs and so on about half of all clips). This is the one rewrite that changes a
+  scale; the output check below compares against the converter's model with the nudged scales.
 - An offline memory plan (mcuasc.convert.memory_plan) in the metadata, which TFLM uses instead of its online
   planner.
 - With int16 activations (TFLite's 16x8 mode, convert --activations int16), before the above: int8 input and output
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 
-from mcuasc.convert.fixed_point import mul_engines_agree
+from mcuasc.convert.fixed_point import mul_engines_agree, rsqrt_engines_agree
 from mcuasc.convert.memory_plan import METADATA_NAME, MemoryPlan, lifetimes, offline_plan_entry, plan_memory
 
 BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
@@ -98,7 +99,8 @@ def drop_bias_quantization(model) -> int:
     return dropped
 
 
-_SAME_SCALE_OPS = ("RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "SQUEEZE")
+# CAST: mcuasc places it only between an int8 and an int16 tensor of one scale, where it is exact.
+_SAME_SCALE_OPS = ("RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "SQUEEZE", "CAST")
 
 
 def _set_scale(model, i: int, value: float) -> list[int]:
@@ -129,44 +131,53 @@ def _rescale_biases(model, i: int, factor: float) -> None:
             buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
 
 
-def align_mul_multipliers(model, search: int = 4096) -> tuple[int, list[int]]:
-    """Nudge each int8 (or int16) MUL's output scale until TFLite and TFLM compute the same result for every operand pair;
-    returns how many scales moved and the operators for which no scale within `search` float32 steps does.
-    Ops that must keep their input's scale (pools, reshapes, pads) after a nudged tensor follow it."""
+def align_multipliers(model, search: int = 4096) -> tuple[dict[str, int], list[int]]:
+    """Nudge the output scale of each int8 (or int16) MUL and int8 RSQRT that TFLite and TFLM would compute
+    differently until they agree on every input (MUL: every operand pair); returns how many scales moved, per op,
+    and the operators for which no scale within `search` float32 steps does. In graph order, so that an op reading
+    a nudged tensor is checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads,
+    CASTs) after a nudged tensor follow it."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors = graph.tensors
     bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
 
-    def scale(i: int) -> float:
-        return float(tensors[i].quantization.scale[0])
+    def quantization(i: int) -> tuple[float, int]:
+        return float(tensors[i].quantization.scale[0]), int(tensors[i].quantization.zeroPoint[0])
 
-    def zero(i: int) -> int:
-        return int(tensors[i].quantization.zeroPoint[0])
+    def per_tensor(i: int) -> bool:
+        q = tensors[i].quantization
+        return q is not None and q.scale is not None and len(q.scale) == 1
 
-    moved, unaligned = 0, []
+    moved, unaligned = {"MUL": 0, "RSQRT": 0}, []
     for k, op in enumerate(graph.operators):
-        if _op_name(model, op) != "MUL":
+        name = _op_name(model, op)
+        if name not in moved:
             continue
-        a, b, out = int(op.inputs[0]), int(op.inputs[1]), int(op.outputs[0])
-        types = {tensors[i].type for i in (a, b, out)}
-        if len(types) != 1 or not types <= set(bits_of) or any(
-                tensors[i].quantization is None or tensors[i].quantization.scale is None
-                or len(tensors[i].quantization.scale) != 1 for i in (a, b, out)):
+        operands, out = [int(i) for i in op.inputs], int(op.outputs[0])
+        types = {tensors[i].type for i in (*operands, out)}
+        if len(types) != 1 or not types <= set(bits_of) or not all(per_tensor(i) for i in (*operands, out)):
             continue
         bits = bits_of[types.pop()]
-        qa, qb = (scale(a), zero(a)), (scale(b), zero(b))
-        so, zo = scale(out), zero(out)
-        if mul_engines_agree(qa, qb, (so, zo), bits):
+        if name == "MUL":
+            def agree(so: float, qa=quantization(operands[0]), qb=quantization(operands[1]), zo=quantization(out)[1]) -> bool:
+                return mul_engines_agree(qa, qb, (so, zo), bits)
+        elif bits == 8:
+            def agree(so: float, qi=quantization(operands[0]), zo=quantization(out)[1]) -> bool:
+                return rsqrt_engines_agree(qi, (so, zo))
+        else:  # int16 RSQRTs run in int8 (rsqrt_in_int8)
+            continue
+        so = quantization(out)[0]
+        if agree(so):
             continue
         candidate_up = candidate_down = np.float32(so)
         for _ in range(search):
             candidate_up = np.nextafter(candidate_up, np.float32(np.inf))
             candidate_down = np.nextafter(candidate_down, np.float32(0))
-            found = next((c for c in (candidate_up, candidate_down) if mul_engines_agree(qa, qb, (float(c), zo), bits)), None)
+            found = next((c for c in (candidate_up, candidate_down) if agree(float(c))), None)
             if found is not None:
                 _set_scale(model, out, float(found))
-                moved += 1
+                moved[name] += 1
                 break
         else:
             unaligned.append(k)
@@ -485,7 +496,8 @@ class Finalized:
     band_constants: int  # SubSpectralNorm constants stored per band
     depthwise_convs: int  # grouped CONV_2Ds rewritten as DEPTHWISE_CONV_2D
     mul_scales_aligned: int  # MUL output scales nudged so that TFLite and TFLM compute the same results
-    muls_unaligned: tuple[int, ...]  # MUL operators (converter's indices) for which no nearby scale does
+    rsqrt_scales_aligned: int  # the same for int8 RSQRTs
+    ops_unaligned: tuple[int, ...]  # MUL or RSQRT operators (converter's indices) for which no nearby scale does
 
 
 def _check_same_outputs(original: bytes, rewritten: bytes, inputs: int = 3) -> None:
@@ -504,13 +516,14 @@ def _check_same_outputs(original: bytes, rewritten: bytes, inputs: int = 3) -> N
 
 
 def finalize(flatbuffer: bytes) -> Finalized:
-    """The deployed flatbuffer, checked to compute exactly what the converter's did (with MUL scales aligned)."""
+    """The deployed flatbuffer, checked to compute exactly what the converter's did (with MUL and RSQRT scales
+    aligned)."""
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     if len(model.subgraphs) != 1:
         raise ValueError("mcuasc finalizes single-subgraph models only")
-    aligned, unaligned = align_mul_multipliers(model)
-    if aligned:
+    aligned, unaligned = align_multipliers(model)
+    if any(aligned.values()):
         flatbuffer = pack_model(model, len(flatbuffer))
         model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
     biases = drop_bias_quantization(model)
@@ -526,7 +539,7 @@ def finalize(flatbuffer: bytes) -> Finalized:
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [metadata]
     rewritten = pack_model(model, len(flatbuffer))
     _check_same_outputs(flatbuffer, rewritten)
-    return Finalized(rewritten, plan, biases, bands, depthwise, aligned, tuple(unaligned))
+    return Finalized(rewritten, plan, biases, bands, depthwise, aligned["MUL"], aligned["RSQRT"], tuple(unaligned))
 
 
 def without_memory_plan(flatbuffer: bytes) -> bytes:

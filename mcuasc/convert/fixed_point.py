@@ -1,14 +1,16 @@
-"""TFLite's int8 fixed-point arithmetic where mcuasc needs it on the host: the MUL kernel's multiplier, as TFLite
-and TFLM each derive it, and the kernel itself, for every operand pair at once (int16 MULs, with int16
+"""TFLite's int8 fixed-point arithmetic where mcuasc needs it on the host: the MUL and RSQRT kernels' multipliers,
+as TFLite and TFLM each derive them, and the kernels themselves, for every operand at once (int16 MULs, with int16
 activations, derive their multiplier the same way).
 
 TFLite's MUL computes its real multiplier sa·sb/so in float32 (its Prepare multiplies and divides the tensors'
-float scales), TFLM in double. The two can round to different 31-bit multipliers, and then the engines disagree by
-one step on rare operand pairs. (Measured on TFLite 2.19 / ai-edge-litert 2.1.0 and the tflite-micro wheel.)
+float scales), TFLM in double. Its int8 RSQRT computes 1/(√si·so) with √si·so in float32, the tflite-micro wheel
+in double (TFLM's sources have had both). Where the two round to different 31-bit multipliers, the engines
+disagree by one step on some inputs. (Measured on TFLite 2.19 / ai-edge-litert 2.1.0 and the tflite-micro wheel.)
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -79,3 +81,86 @@ def mul_engines_agree(a_quant: Quantization, b_quant: Quantization, out_quant: Q
         return False
     a, b = _ALL_PAIRS
     return bool(np.array_equal(int8_mul(a, b, za, zb, zo, single), int8_mul(a, b, za, zb, zo, double)))
+
+
+def rsqrt_multipliers(si: float, so: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(TFLite's, the tflite-micro wheel's) output multiplier of an int8 RSQRT: 1/(√si·so) with √si·so in float32,
+    and in double."""
+    single = 1.0 / float(np.sqrt(np.float32(si)) * np.float32(so))
+    double = 1.0 / (math.sqrt(float(np.float32(si))) * float(np.float32(so)))
+    return quantize_multiplier(single), quantize_multiplier(double)
+
+
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def _srdhm(a: int, b: int) -> int:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on one pair of int32 values."""
+    if a == b == _INT32_MIN:
+        return _INT32_MAX
+    total = a * b + ((1 << 30) if a * b >= 0 else 1 - (1 << 30))
+    return (abs(total) >> 31) * (1 if total >= 0 else -1)
+
+
+def _rdbpot(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    return (x >> exponent) + int((x & mask) > (mask >> 1) + (x < 0))
+
+
+def _multiply_by_pot(x: int, exponent: int) -> int:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT."""
+    return _rdbpot(x, -exponent) if exponent < 0 else max(_INT32_MIN, min(_INT32_MAX, x << exponent))
+
+
+def _multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    return _rdbpot(_srdhm(x * (1 << max(shift, 0)), multiplier), max(-shift, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _inverse_sqrt_times_2_20(value: int) -> int:
+    """1/√value in steps of 2⁻²⁰, as the int8 RSQRT kernel computes it (GetInvSqrtQuantizedMultiplierExp: five
+    Newton-Raphson steps in gemmlowp Q3.28 fixed point), before its output multiplier."""
+    if value <= 1:
+        multiplier, shift = _INT32_MAX, 0
+    else:
+        shift = 11
+        while value >= 1 << 29:
+            value //= 4
+            shift += 1
+        pairs = (32 - value.bit_length() - 1) // 2 - 1
+        shift -= pairs
+        value <<= 2 * pairs
+        half_input = _rdbpot(value >> 1, 1)  # Q3.28
+        three_halves, x = (1 << 28) + (1 << 27), 1 << 28
+        for _ in range(5):
+            cube = _multiply_by_pot(_srdhm(_srdhm(x, x), x), 6)
+            x = _multiply_by_pot(_srdhm(three_halves, x) - _srdhm(half_input, cube), 3)
+        multiplier = _srdhm(x, 1518500250)  # × √2/2 in Q0.31
+        if shift < 0:
+            multiplier, shift = multiplier << -shift, 0
+        shift = -shift
+    return _multiply_by_quantized_multiplier(1, multiplier, shift + 20)
+
+
+def int8_rsqrt(x: np.ndarray, zi: int, zo: int, multiplier: tuple[int, int]) -> np.ndarray:
+    """The int8 RSQRT kernel on inputs x ≥ zi (the kernels reject smaller ones): the largest output for x = zi."""
+    q, shift = multiplier
+    scaled = np.array([_multiply_by_quantized_multiplier(_inverse_sqrt_times_2_20(int(v) - zi), q, shift - 20)
+                       for v in np.ravel(x)], dtype=np.int64).reshape(np.shape(x))
+    return np.where(np.asarray(x) == zi, 127, np.clip(scaled + zo, -128, 127))
+
+
+def rsqrt_engines_agree(in_quant: Quantization, out_quant: Quantization) -> bool:
+    """Whether TFLite's and TFLM's int8 RSQRT give the same result for every valid input with these quantizations."""
+    (si, zi), (so, zo) = in_quant, out_quant
+    single, double = rsqrt_multipliers(si, so)
+    if single == double:
+        return True
+    x = np.arange(zi, 128)
+    return bool(np.array_equal(int8_rsqrt(x, zi, zo, single), int8_rsqrt(x, zi, zo, double)))
+
+
+def int8_rsqrt_formula(x: np.ndarray, in_quant: Quantization, out_quant: Quantization) -> np.ndarray:
+    """TFLite's int8 RSQRT formula with the exact multiplier 1/(√si·so) (double)."""
+    (si, zi), (so, zo) = in_quant, out_quant
+    return int8_rsqrt(x, zi, zo, quantize_multiplier(1.0 / (math.sqrt(si) * so)))

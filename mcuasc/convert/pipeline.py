@@ -235,8 +235,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
             converted = with_int8_io((work / "model_int16.tflite").read_bytes(), converted)
         finalized = finalize(converted)
         deployed_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
-        if finalized.muls_unaligned:
-            notes.append(f"{len(finalized.muls_unaligned)} MUL operator(s) (#{', #'.join(map(str, finalized.muls_unaligned))} of the "
+        if finalized.ops_unaligned:
+            notes.append(f"{len(finalized.ops_unaligned)} MUL or RSQRT operator(s) (#{', #'.join(map(str, finalized.ops_unaligned))} of the "
                          "converter's graph) keep scales on which TFLite's reference kernels and TFLM can differ by one step; "
                          "mcuasc simulate names such an operator when a clip reaches it")
 
@@ -339,7 +339,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                                 "band_constants": finalized.band_constants,
                                 "grouped_convs_as_depthwise": finalized.depthwise_convs,
                                 "mul_scales_aligned": finalized.mul_scales_aligned,
-                                "muls_unaligned": list(finalized.muls_unaligned)},
+                                "rsqrt_scales_aligned": finalized.rsqrt_scales_aligned,
+                                "ops_unaligned": list(finalized.ops_unaligned)},
                    "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation), element-wise ops in place",
                                    "activation_bytes": memory_plan.head_bytes,
                                    "lower_bound_bytes": memory_plan.lower_bound_bytes}},
