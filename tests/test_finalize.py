@@ -180,3 +180,39 @@ def test_int16_mul_alignment_gives_both_engines_one_multiplier():
     assert mul_engines_agree(quant[0], quant[1], (new_scale, 0), bits=16)
     reference, tflm = _run_both(_pack(model), [a, b])
     assert np.array_equal(reference, tflm)
+
+
+def test_int16_mul_out_of_output_reach_aligns_through_the_sum_feeding_it():
+    """An int16 MUL of a trained student (x · a per-frequency factor that an ADD wrote) whose float32 and double
+    multipliers no output scale within reach makes equal: the ADD's output scale moves too, and the engines agree."""
+    a_quant, sum_quant, out_quant = (0.0005513743381015956, 0), (3.993973587057553e-05, 0), (0.0003675936022773385, 0)
+    n = 1 << 16
+    tensors = [_tensor([n], ([s], [0], 0), name, type_=schema.TensorType.INT16)
+               for s, name in ((a_quant[0], "a"), (2e-05, "u"), (2.5e-05, "v"), (sum_quant[0], "sum"), (out_quant[0], "out"))]
+
+    def model():
+        built = _model(schema.BuiltinOperator.MUL, 4, [*tensors], [0, 1, 2], [4], [0, 3], schema.BuiltinOptions.MulOptions,
+                       schema.MulOptionsT())
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
+        code.version = 3
+        built.operatorCodes.append(code)
+        add = schema.OperatorT()
+        add.opcodeIndex, add.inputs, add.outputs = 1, np.array([1, 2], dtype=np.int32), np.array([3], dtype=np.int32)
+        add.builtinOptionsType, add.builtinOptions = schema.BuiltinOptions.AddOptions, schema.AddOptionsT()
+        built.subgraphs[0].operators.insert(0, add)
+        return built
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.integers(-32768, 32768, n).astype(np.int16) for _ in range(3)]
+    reference, tflm = _run_both(_pack(model()), inputs)
+    assert np.count_nonzero(reference != tflm) > 0  # the engines' one-step disagreement, on these inputs
+    assert not mul_engines_agree(a_quant, sum_quant, out_quant, bits=16)
+    assert align_multipliers(model(), input_search=0) == ({"MUL": 0, "RSQRT": 0}, [1])  # the output alone cannot
+    aligned = model()
+    assert align_multipliers(aligned) == ({"MUL": 1, "RSQRT": 0}, [])
+    scales = [float(aligned.subgraphs[0].tensors[i].quantization.scale[0]) for i in (3, 4)]
+    assert all(abs(new / old - 1) < 1e-3 for new, old in zip(scales, (sum_quant[0], out_quant[0])))
+    assert mul_engines_agree(a_quant, (scales[0], 0), (scales[1], 0), bits=16)
+    reference, tflm = _run_both(_pack(aligned), inputs)
+    assert np.array_equal(reference, tflm)

@@ -22,7 +22,8 @@
 - An offline memory plan (mcuasc.convert.memory_plan) in the metadata, which TFLM uses instead of its online
   planner.
 - With int16 activations (TFLite's 16x8 mode, convert --activations int16), before the above: int8 input and output
-  around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs aligned as int8 ones are, and
+  around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs aligned as int8 ones are (where
+  no output scale within reach does it, with the ADD or convolution output feeding them moved too), and
   each RSQRT in int8 (rsqrt_in_int8), TFLite's and TFLM's int16 RSQRT kernels computing different results.
 Every rewrite keeps the int8 arithmetic as it is: the TFLM runtime must stay bit-identical to the TFLite
 reference kernels on the rewritten flatbuffer (the convert tests check it).
@@ -131,16 +132,27 @@ def _rescale_biases(model, i: int, factor: float) -> None:
             buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
 
 
-def align_multipliers(model, search: int = 4096) -> tuple[dict[str, int], list[int]]:
+# Producers whose output scale may move: both engines derive their arithmetic from it in double.
+_FREE_SCALE_PRODUCERS = ("ADD", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def align_multipliers(model, search: int = 4096, input_search: int = 1024, output_search: int = 64) -> tuple[dict[str, int], list[int]]:
     """Nudge the output scale of each int8 (or int16) MUL and int8 RSQRT that TFLite and TFLM would compute
-    differently until they agree on every input (MUL: every operand pair); returns how many scales moved, per op,
-    and the operators for which no scale within `search` float32 steps does. In graph order, so that an op reading
-    a nudged tensor is checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads,
-    CASTs) after a nudged tensor follow it."""
+    differently until they agree on every input (MUL: every operand pair); returns how many ops were aligned, per op,
+    and the operators for which no nearby scale does. In graph order, so that an op reading a nudged tensor is
+    checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads, CASTs) after a
+    nudged tensor follow it.
+
+    An int16 MUL must get one multiplier from float32 and double alike; when the float32 product of its input scales
+    has rounded far from the exact one, no output scale within reach does that. Then one of its inputs, if an ADD,
+    SUB or convolution wrote it, moves too (up to `input_search` float32 steps, with the output up to `output_search`),
+    as long as every earlier MUL or RSQRT reading it still agrees."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
-    tensors = graph.tensors
+    tensors, operators = graph.tensors, graph.operators
     bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
+    names = [_op_name(model, op) for op in operators]
+    producer = {int(o): k for k, op in enumerate(operators) for o in op.outputs}
 
     def quantization(i: int) -> tuple[float, int]:
         return float(tensors[i].quantization.scale[0]), int(tensors[i].quantization.zeroPoint[0])
@@ -149,35 +161,69 @@ def align_multipliers(model, search: int = 4096) -> tuple[dict[str, int], list[i
         q = tensors[i].quantization
         return q is not None and q.scale is not None and len(q.scale) == 1
 
+    def bits(k: int) -> int | None:
+        """The op's activation width if it is a MUL or int8 RSQRT mcuasc can check, else None."""
+        if names[k] not in ("MUL", "RSQRT"):
+            return None
+        ends = [int(i) for i in (*operators[k].inputs, *operators[k].outputs)]
+        types = {tensors[i].type for i in ends}
+        if len(types) != 1 or not types <= set(bits_of) or not all(per_tensor(i) for i in ends):
+            return None
+        width = bits_of[types.pop()]
+        return None if names[k] == "RSQRT" and width != 8 else width  # int16 RSQRTs run in int8 (rsqrt_in_int8)
+
+    def agrees(k: int) -> bool:
+        op = operators[k]
+        if names[k] == "MUL":
+            return mul_engines_agree(quantization(int(op.inputs[0])), quantization(int(op.inputs[1])),
+                                     quantization(int(op.outputs[0])), bits(k))
+        return rsqrt_engines_agree(quantization(int(op.inputs[0])), quantization(int(op.outputs[0])))
+
+    def nearby(scale: float, steps: int):
+        up = down = np.float32(scale)
+        for _ in range(steps):
+            up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+            yield float(up)
+            yield float(down)
+
+    def nudge(i: int, accept, steps: int, tied: bool = True) -> bool:
+        """Move tensor i's scale to the nearest one `accept`s; if none within `steps`, leave it. With tied=False the
+        tensors tied to its scale follow only the scale accepted (when `accept` reads tensor i alone)."""
+        original = quantization(i)[0]
+        for candidate in nearby(original, steps):
+            if tied:
+                _set_scale(model, i, candidate)
+            else:
+                tensors[i].quantization.scale = np.array([candidate], dtype=np.float32)
+            if accept():
+                _set_scale(model, i, candidate)
+                return True
+        _set_scale(model, i, original)
+        return False
+
+    def readers(i: int, before: int) -> list[int]:
+        """The checkable ops before operator `before` reading tensor i or a tensor tied to its scale."""
+        original = quantization(i)[0]
+        tied = set(_set_scale(model, i, original))
+        return [k for k, op in enumerate(operators[:before]) if bits(k) and tied & {int(t) for t in op.inputs}]
+
     moved, unaligned = {"MUL": 0, "RSQRT": 0}, []
-    for k, op in enumerate(graph.operators):
-        name = _op_name(model, op)
-        if name not in moved:
+    for k in range(len(operators)):
+        if bits(k) is None or agrees(k):
             continue
-        operands, out = [int(i) for i in op.inputs], int(op.outputs[0])
-        types = {tensors[i].type for i in (*operands, out)}
-        if len(types) != 1 or not types <= set(bits_of) or not all(per_tensor(i) for i in (*operands, out)):
+        out = int(operators[k].outputs[0])
+        if nudge(out, lambda: agrees(k), search, tied=False):
+            moved[names[k]] += 1
             continue
-        bits = bits_of[types.pop()]
-        if name == "MUL":
-            def agree(so: float, qa=quantization(operands[0]), qb=quantization(operands[1]), zo=quantization(out)[1]) -> bool:
-                return mul_engines_agree(qa, qb, (so, zo), bits)
-        elif bits == 8:
-            def agree(so: float, qi=quantization(operands[0]), zo=quantization(out)[1]) -> bool:
-                return rsqrt_engines_agree(qi, (so, zo))
-        else:  # int16 RSQRTs run in int8 (rsqrt_in_int8)
-            continue
-        so = quantization(out)[0]
-        if agree(so):
-            continue
-        candidate_up = candidate_down = np.float32(so)
-        for _ in range(search):
-            candidate_up = np.nextafter(candidate_up, np.float32(np.inf))
-            candidate_down = np.nextafter(candidate_down, np.float32(0))
-            found = next((c for c in (candidate_up, candidate_down) if agree(float(c))), None)
-            if found is not None:
-                _set_scale(model, out, float(found))
-                moved[name] += 1
+        graph_ends = {int(i) for i in (*graph.inputs, *graph.outputs)}
+        free_inputs = [i for i in dict.fromkeys(int(t) for t in operators[k].inputs)
+                       if names[k] == "MUL" and i not in graph_ends and i in producer
+                       and names[producer[i]] in _FREE_SCALE_PRODUCERS]
+        for i in free_inputs:
+            earlier = readers(i, k)
+            if nudge(i, lambda: all(agrees(r) for r in earlier) and nudge(out, lambda: agrees(k), output_search, tied=False),
+                     input_search):
+                moved[names[k]] += 1
                 break
         else:
             unaligned.append(k)
