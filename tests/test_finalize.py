@@ -9,6 +9,7 @@ from ai_edge_litert import schema_py_generated as schema
 from mcuasc.convert import analysis
 from mcuasc.convert.finalize import align_multipliers, grouped_convs_as_depthwise
 from mcuasc.convert.fixed_point import int8_rsqrt, mul_engines_agree, mul_multipliers, rsqrt_engines_agree, rsqrt_multipliers
+from mcuasc.simulate.localise import OperatorComparer
 
 # The quantization of a MUL in a converted BC-ResNet student (inverse std × a per-band factor) on which TFLite's
 # reference kernel and TFLM disagreed by one step for 4 of the 65,536 operand pairs.
@@ -94,9 +95,9 @@ def test_mul_scale_alignment_makes_tflite_and_tflm_agree_on_every_operand_pair()
     assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])  # nothing left to align
 
 
-def _rsqrt(in_quant, out_quant, n: int) -> schema.ModelT:
+def _rsqrt(in_quant, out_quant, shape: list[int]) -> schema.ModelT:
     (si, zi), (so, zo) = in_quant, out_quant
-    tensors = [_tensor([n], ([si], [zi], 0), "x"), _tensor([n], ([so], [zo], 0), "y")]
+    tensors = [_tensor(shape, ([si], [zi], 0), "x"), _tensor(shape, ([so], [zo], 0), "y")]
     return _model(schema.BuiltinOperator.RSQRT, 2, tensors, [0], [1], [0], 0, None)
 
 
@@ -108,7 +109,7 @@ def test_host_rsqrt_kernel_is_each_engines_on_every_input():
         si, so = (float(np.float32(v)) for v in (rng.uniform(1e-3, 0.2), rng.uniform(1e-3, 0.05)))
         zi, zo = (int(v) for v in rng.integers(-128, 60, 2))
         x = np.arange(zi, 128).astype(np.int8)  # both kernels reject inputs below the zero point
-        reference, tflm = _run_both(_pack(_rsqrt((si, zi), (so, zo), len(x))), [x])
+        reference, tflm = _run_both(_pack(_rsqrt((si, zi), (so, zo), [len(x)])), [x])
         single, double = rsqrt_multipliers(si, so)
         assert np.array_equal(reference, int8_rsqrt(x, zi, zo, single))
         assert np.array_equal(tflm, int8_rsqrt(x, zi, zo, double))
@@ -116,7 +117,7 @@ def test_host_rsqrt_kernel_is_each_engines_on_every_input():
 
 def test_rsqrt_scale_alignment_makes_tflite_and_tflm_agree_on_every_input():
     x = np.arange(-128, 128).astype(np.int8)
-    model = _rsqrt(*STUDENT_RSQRT, 256)
+    model = _rsqrt(*STUDENT_RSQRT, [256])
     reference, tflm = _run_both(_pack(model), [x])
     assert np.count_nonzero(reference != tflm) == 1  # the upstream deviation this rewrite exists for
     assert not rsqrt_engines_agree(*STUDENT_RSQRT)
@@ -127,6 +128,15 @@ def test_rsqrt_scale_alignment_makes_tflite_and_tflm_agree_on_every_input():
     reference, tflm = _run_both(_pack(model), [x])
     assert np.array_equal(reference, tflm)
     assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])
+
+
+def test_simulate_names_the_rsqrt_and_the_engine_following_its_formula():
+    """simulate's operator search on the unaligned RSQRT: it names the op, and TFLM as the engine that computes
+    TFLite's integer formula with the exact (double) multiplier."""
+    flatbuffer = _pack(_rsqrt(*STUDENT_RSQRT, [1, 256]))
+    divergence = OperatorComparer(flatbuffer, flatbuffer, 1 << 20).first_divergence(np.arange(-128, 128).astype(np.int8))
+    assert (divergence.op, divergence.differing, divergence.max_abs_difference) == ("RSQRT", 1, 1)
+    assert divergence.follows_integer_formula == "tflm"
 
 
 def test_grouped_conv_becomes_depthwise_with_identical_outputs():
