@@ -25,13 +25,15 @@ from conftest import REPO, require_tool
                                             "--finetune-epochs", "1", "--schedule", "distillation"], marks=pytest.mark.slow),
     ],
 )
-def test_benchmark_script_runs(script, args):
+def test_benchmark_script_runs(script, args, tmp_path):
     if script in ("frontend_size.py", "frontend_cortex_m.py"):
         require_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     if script == "frontend_cortex_m.py":
         require_tool("qemu-system-arm", "qemu-system-arm")
     if script == "frontend_speed.py":
         pytest.importorskip("librosa")
+    if script == "fidelity_budget.py":
+        args = [*args, "--keep", str(tmp_path / "work")]
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\|[ :]*---", result.stdout, re.M), result.stdout  # prints a Markdown table
@@ -42,6 +44,11 @@ def test_benchmark_script_runs(script, args):
                                 result.stdout, re.M)
         assert [row.split(" (")[0] for row, _, _ in tflm_cells] == ["int8 model", "int16 activations"], result.stdout
         assert all(same == total for _, same, total in tflm_cells), result.stdout
+        kept = tmp_path / "work" / "bcresnet-nrf52840"
+        assert (kept / "bcresnet-nrf52840.manifest.json").is_file() and (kept / "bcresnet-nrf52840_int8.tflite").is_file()
+        again = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
+        assert again.returncode == 2 and "already exists" in again.stderr  # what was kept is never overwritten
+        assert (kept / "bcresnet-nrf52840.manifest.json").is_file()
 
 
 def test_example_runs():
