@@ -153,6 +153,7 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
     bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
     names = [_op_name(model, op) for op in operators]
     producer = {int(o): k for k, op in enumerate(operators) for o in op.outputs}
+    graph_ends = {int(i) for i in (*graph.inputs, *graph.outputs)}
 
     def quantization(i: int) -> tuple[float, int]:
         return float(tensors[i].quantization.scale[0]), int(tensors[i].quantization.zeroPoint[0])
@@ -215,10 +216,9 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
         if nudge(out, lambda: agrees(k), search, tied=False):
             moved[names[k]] += 1
             continue
-        graph_ends = {int(i) for i in (*graph.inputs, *graph.outputs)}
-        free_inputs = [i for i in dict.fromkeys(int(t) for t in operators[k].inputs)
-                       if names[k] == "MUL" and i not in graph_ends and i in producer
-                       and names[producer[i]] in _FREE_SCALE_PRODUCERS]
+        free_inputs = [] if names[k] != "MUL" else [
+            i for i in dict.fromkeys(int(t) for t in operators[k].inputs)
+            if i not in graph_ends and i in producer and names[producer[i]] in _FREE_SCALE_PRODUCERS]
         for i in free_inputs:
             earlier = readers(i, k)
             if nudge(i, lambda: all(agrees(r) for r in earlier) and nudge(out, lambda: agrees(k), output_search, tied=False),
