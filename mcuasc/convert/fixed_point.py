@@ -38,14 +38,21 @@ def mul_multipliers(sa: float, sb: float, so: float) -> tuple[tuple[int, int], t
     return quantize_multiplier(single), quantize_multiplier(double)
 
 
-def _saturating_rounding_doubling_high_mul(a: np.ndarray, b: int) -> np.ndarray:
-    product = a * b
-    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
-    total = product + nudge
-    return np.where(total >= 0, total >> 31, -((-total) >> 31))  # C's division truncates toward zero
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 
 
-def _rounding_divide_by_power_of_two(x: np.ndarray, exponent: int) -> np.ndarray:
+def _saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp's SaturatingRoundingDoublingHighMul, elementwise on int32 values held in int64 (or plain ints)."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    product = a * b  # at most 2⁶², so int64 holds it
+    total = product + np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(total >= 0, total >> 31, -((-total) >> 31))  # C's division truncates toward zero
+    return np.where((a == _INT32_MIN) & (b == _INT32_MIN), _INT32_MAX, high)
+
+
+def _rounding_divide_by_power_of_two(x, exponent: int):
+    """gemmlowp's RoundingDivideByPOT (round half away from zero), elementwise."""
+    x = np.asarray(x, dtype=np.int64)
     mask = (1 << exponent) - 1
     threshold = (mask >> 1) + (x < 0)
     return (x >> exponent) + ((x & mask) > threshold)
@@ -91,20 +98,12 @@ def rsqrt_multipliers(si: float, so: float) -> tuple[tuple[int, int], tuple[int,
     return quantize_multiplier(single), quantize_multiplier(double)
 
 
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
-
-
 def _srdhm(a: int, b: int) -> int:
-    """gemmlowp's SaturatingRoundingDoublingHighMul on one pair of int32 values."""
-    if a == b == _INT32_MIN:
-        return _INT32_MAX
-    total = a * b + ((1 << 30) if a * b >= 0 else 1 - (1 << 30))
-    return (abs(total) >> 31) * (1 if total >= 0 else -1)
+    return int(_saturating_rounding_doubling_high_mul(a, b))
 
 
 def _rdbpot(x: int, exponent: int) -> int:
-    mask = (1 << exponent) - 1
-    return (x >> exponent) + int((x & mask) > (mask >> 1) + (x < 0))
+    return int(_rounding_divide_by_power_of_two(x, exponent))
 
 
 def _multiply_by_pot(x: int, exponent: int) -> int:
