@@ -104,16 +104,21 @@ def drop_bias_quantization(model) -> int:
 _SAME_SCALE_OPS = ("RESHAPE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "PAD", "PADV2", "SQUEEZE", "CAST")
 
 
-def _set_scale(model, i: int, value: float) -> list[int]:
-    """Set tensor i's per-tensor scale, and that of the ops after it that must keep their input's scale; returns
-    the tensors changed."""
-    graph = model.subgraphs[0]
-    graph.tensors[i].quantization.scale = np.array([value], dtype=np.float32)
-    changed = [i]
-    for op in graph.operators:  # tied consumers, in graph order
+def _tied_tensors(model, i: int) -> list[int]:
+    """Tensor i and the outputs of the ops after it that must keep their input's scale, in graph order."""
+    tied = [i]
+    for op in model.subgraphs[0].operators:
         if _op_name(model, op) in _SAME_SCALE_OPS and int(op.inputs[0]) == i:
-            changed += _set_scale(model, int(op.outputs[0]), value)
-    return changed
+            tied += _tied_tensors(model, int(op.outputs[0]))
+    return tied
+
+
+def _set_scale(model, i: int, value: float) -> list[int]:
+    """Set the per-tensor scale of tensor i and of the tensors tied to it; returns the tensors changed."""
+    tied = _tied_tensors(model, i)
+    for t in tied:
+        model.subgraphs[0].tensors[t].quantization.scale = np.array([value], dtype=np.float32)
+    return tied
 
 
 def _rescale_biases(model, i: int, factor: float) -> None:
@@ -204,8 +209,7 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
 
     def readers(i: int, before: int) -> list[int]:
         """The checkable ops before operator `before` reading tensor i or a tensor tied to its scale."""
-        original = quantization(i)[0]
-        tied = set(_set_scale(model, i, original))
+        tied = set(_tied_tensors(model, i))
         return [k for k, op in enumerate(operators[:before]) if bits(k) and tied & {int(t) for t in op.inputs}]
 
     moved, unaligned = {"MUL": 0, "RSQRT": 0}, []
