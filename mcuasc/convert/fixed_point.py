@@ -58,12 +58,16 @@ def _rounding_divide_by_power_of_two(x, exponent: int):
     return (x >> exponent) + ((x & mask) > threshold)
 
 
+def _multiply_by_quantized_multiplier(x, multiplier: int, shift: int):
+    """TFLite's MultiplyByQuantizedMultiplier, elementwise: x · multiplier · 2^(shift − 31), rounded as the kernels do."""
+    left = np.asarray(x, dtype=np.int64) * (1 << max(shift, 0))
+    return _rounding_divide_by_power_of_two(_saturating_rounding_doubling_high_mul(left, multiplier), max(-shift, 0))
+
+
 def int8_mul(a: np.ndarray, b: np.ndarray, za: int, zb: int, zo: int, multiplier: tuple[int, int]) -> np.ndarray:
     """The int8 MUL kernel without fused activation: (a − za)(b − zb) · multiplier + zo, saturated."""
-    q, shift = multiplier
-    product = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb) * (1 << max(shift, 0))
-    scaled = _rounding_divide_by_power_of_two(_saturating_rounding_doubling_high_mul(product, q), max(-shift, 0))
-    return np.clip(scaled + zo, -128, 127)
+    product = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb)
+    return np.clip(_multiply_by_quantized_multiplier(product, *multiplier) + zo, -128, 127)
 
 
 def int8_mul_formula(a: np.ndarray, b: np.ndarray, a_quant: Quantization, b_quant: Quantization,
@@ -111,10 +115,6 @@ def _multiply_by_pot(x: int, exponent: int) -> int:
     return _rdbpot(x, -exponent) if exponent < 0 else max(_INT32_MIN, min(_INT32_MAX, x << exponent))
 
 
-def _multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
-    return _rdbpot(_srdhm(x * (1 << max(shift, 0)), multiplier), max(-shift, 0))
-
-
 @functools.lru_cache(maxsize=None)
 def _inverse_sqrt_times_2_20(value: int) -> int:
     """1/√value in steps of 2⁻²⁰, as the int8 RSQRT kernel computes it (GetInvSqrtQuantizedMultiplierExp: five
@@ -138,14 +138,14 @@ def _inverse_sqrt_times_2_20(value: int) -> int:
         if shift < 0:
             multiplier, shift = multiplier << -shift, 0
         shift = -shift
-    return _multiply_by_quantized_multiplier(1, multiplier, shift + 20)
+    return int(_multiply_by_quantized_multiplier(1, multiplier, shift + 20))
 
 
 def int8_rsqrt(x: np.ndarray, zi: int, zo: int, multiplier: tuple[int, int]) -> np.ndarray:
     """The int8 RSQRT kernel on inputs x ≥ zi (the kernels reject smaller ones): the largest output for x = zi."""
     q, shift = multiplier
-    scaled = np.array([_multiply_by_quantized_multiplier(_inverse_sqrt_times_2_20(int(v) - zi), q, shift - 20)
-                       for v in np.ravel(x)], dtype=np.int64).reshape(np.shape(x))
+    inverse = np.array([_inverse_sqrt_times_2_20(int(v) - zi) for v in np.ravel(x)], dtype=np.int64).reshape(np.shape(x))
+    scaled = _multiply_by_quantized_multiplier(inverse, q, shift - 20)
     return np.where(np.asarray(x) == zi, 127, np.clip(scaled + zo, -128, 127))
 
 

@@ -15,6 +15,9 @@ import numpy as np
 from mcuasc.convert import analysis
 from mcuasc.convert.fixed_point import int8_mul_formula, int8_rsqrt_formula
 
+# The ops whose int8 formula mcuasc computes itself, to say which engine follows it.
+_INT8_FORMULAS = {"MUL": int8_mul_formula, "RSQRT": int8_rsqrt_formula}
+
 
 @dataclass(frozen=True)
 class FeatureDivergence:
@@ -125,11 +128,10 @@ class OperatorComparer:
     def _arbitrate(self, op: dict, reference_output: np.ndarray, tflm_output: np.ndarray) -> str | None:
         """Which engine computes what TFLite's integer formula says, for the ops whose formula mcuasc knows."""
         inputs = [self.tensors[i] for i in op["inputs"]]
-        formulas = {"MUL": int8_mul_formula, "RSQRT": int8_rsqrt_formula}
-        if op["op_name"] not in formulas or any(t["dtype"] != np.int8 for t in inputs) or reference_output.dtype != np.int8:
+        if op["op_name"] not in _INT8_FORMULAS or any(t["dtype"] != np.int8 for t in inputs) or reference_output.dtype != np.int8:
             return None
         operands = [self.reference.get_tensor(t["index"]) for t in inputs]
         quant = [analysis.tensor_quantization(t) for t in (*inputs, self.tensors[op["outputs"][0]])]
-        expected = formulas[op["op_name"]](*operands, *quant).reshape(reference_output.shape)
+        expected = _INT8_FORMULAS[op["op_name"]](*operands, *quant).reshape(reference_output.shape)
         reference_ok, tflm_ok = np.array_equal(expected, reference_output), np.array_equal(expected, tflm_output)
         return {(True, True): "both", (True, False): "tflite_ref", (False, True): "tflm"}.get((reference_ok, tflm_ok), "neither")
