@@ -6,8 +6,9 @@ import torch
 from mcuasc.errors import InputError
 from mcuasc.models import ARCHITECTURES, build_model, zoo_report
 from mcuasc.models.complexity import count_macs, keras_parameters, layer_costs, trainable_parameters
-from mcuasc.models.export import export_form
-from mcuasc.models.layers import ResidualNorm, SubSpectralNorm
+from mcuasc.models.bcresnet import BroadcastBranches
+from mcuasc.models.export import BroadcastBranchesExport, export_form
+from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
 
@@ -98,6 +99,36 @@ def test_export_form_computes_the_same_function(name):
         assert torch.allclose(model(x), exported(x), atol=1e-4)
     training_only = (torch.nn.BatchNorm2d, SubSpectralNorm, ResidualNorm, CoordinateAttention)
     assert [n for n, m in exported.named_modules() if isinstance(m, training_only)] == []
+
+
+@pytest.mark.parametrize("name", ["bcresnet-student", "bcresnet-nrf52840"])
+def test_bcresnet_frequency_average_is_a_conv_of_the_block_input_with_even_channels(name):
+    """The temporal branch's input is computed from the block input (no pool on f2's grid), and with calibration
+    data its channels are scaled to fill the average's range: the same function either way."""
+    model, arch = trained_statistics(name)
+    calibration = torch.randn(16, *arch.input_shape) * 5 + 3
+    plain = export_form(model, arch.input_shape)
+    even = export_form(model, arch.input_shape, calibration=calibration)
+    x = torch.randn(4, *arch.input_shape) * 5 + 3
+    with torch.no_grad():
+        assert torch.allclose(model(x), even(x), atol=1e-4)
+    branches = [m for m in even.modules() if isinstance(m, BroadcastBranchesExport)]
+    assert len(branches) == len([m for m in model.modules() if isinstance(m, BroadcastBranches)])
+    assert not [m for m in even.modules() if isinstance(m, AxisAverage) and m.axis == "frequency"]
+
+    def median_span(graph):
+        """Per branch: the median channel's extent over the calibration clips, as a fraction of the tensor's."""
+        seen = []
+        hooks = [b.frequency_average.register_forward_hook(lambda m, i, o: seen.append(o))
+                 for b in graph.modules() if isinstance(b, BroadcastBranchesExport)]
+        with torch.no_grad():
+            graph(calibration)
+        for h in hooks:
+            h.remove()
+        return torch.tensor([float((o.amax(dim=(0, 2, 3)) - o.amin(dim=(0, 2, 3))).median() / (o.max() - o.min())) for o in seen])
+
+    before, after = median_span(plain), median_span(even)
+    assert torch.all(after >= before - 1e-6) and float(after.mean()) > 1.5 * float(before.mean()), (before, after)
 
 
 def test_nrf52840_recipe_stem_and_expand_export_as_one_conv():

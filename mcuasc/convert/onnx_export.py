@@ -34,9 +34,9 @@ def _constants_to_initializers(model: onnx.ModelProto) -> None:
 
 
 def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path, *,
-                without_input_norm: bool = False) -> onnx.ModelProto:
+                without_input_norm: bool = False, calibration: torch.Tensor | None = None) -> onnx.ModelProto:
     """Export `model` (eval mode, any zoo architecture) for a batch of one, NCHW input named "features"."""
-    exported = export_form(model, input_shape, without_input_norm=without_input_norm)
+    exported = export_form(model, input_shape, without_input_norm=without_input_norm, calibration=calibration)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy TorchScript exporter's deprecation notice

@@ -214,7 +214,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
 
         say("exporting ONNX")
         onnx_tmp = work / targets["onnx"].name
-        export_onnx(model, arch.input_shape, onnx_tmp, without_input_norm=input_norm is not None)
+        export_onnx(model, arch.input_shape, onnx_tmp, without_input_norm=input_norm is not None,
+                    calibration=torch.from_numpy(np.ascontiguousarray(calibration_features.transpose(0, 3, 1, 2))))
 
         say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")
         log_tmp = work / "convert.log"

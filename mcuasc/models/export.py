@@ -9,9 +9,10 @@
   an int8 pool keeps its input's scale, and a mean's range is much narrower than its input's (the mean of x²
   by far), so it would get a few of the 256 steps; a convolution accumulates in int32 and requantizes to its
   own calibrated range. Never ReduceMean (TFLite MEAN, which has no CMSIS-NN kernel). BC-ResNet's head (1×1 conv,
-  then global average) averages first, so the logits get the conv's own range. (BC-ResNet's mean over frequency
-  stays a pool: as a depthwise (F, 1) conv it gained the student's logits 1.4 dB for 17 KB of flash and 5 KB of
-  arena.)
+  then global average) averages first, so the logits get the conv's own range.
+- BC-ResNet's frequency average, the temporal branch's input, is one depthwise (F, 1) convolution of the block's
+  input (BroadcastBranchesExport), not a pool of the frequency branch; with calibration data its channels are
+  scaled to fill its int8 range, undone in the temporal conv (equalize_frequency_averages).
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
   split or transpose in the graph.
 - BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from mcuasc.models.bcresnet import BroadcastBranches
 from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
@@ -207,6 +209,76 @@ class CoordinateAttentionExport(nn.Module):
         return x * torch.sigmoid(self.attend_frequency(along_frequency)) * torch.sigmoid(self.attend_time(along_time))
 
 
+class BroadcastBranchesExport(nn.Module):
+    """BC-ResNet's broadcast branches with the temporal path's input taken from the block's input x.
+
+    The frequency average of f2 = SubSpectralNorm(frequency_conv(x)) is linear in x: one depthwise (F, 1)
+    convolution of x, with its bias, computes it exactly. In int8 the average of f2 was the sum of f2's
+    roundings (the frequency conv's output, SubSpectralNorm's MUL and ADD) over F bins against a small mean
+    (SubSpectralNorm centres every band), kept on f2's coarse grid by the pool; the convolution accumulates x
+    in int32 and requantizes once, to its own range."""
+
+    def __init__(self, branches: nn.Module, frequencies: int):
+        super().__init__()
+        self.frequency_conv, self.ssn = branches.frequency_conv, branches.ssn
+        self.temporal_conv, self.activation, self.pointwise = branches.temporal_conv, branches.activation, branches.pointwise
+        self.frequency_average = _frequency_average_as_depthwise(nn.Sequential(self.frequency_conv, self.ssn), frequencies)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        average = self.frequency_average(x)  # first: in a transition block x can die once f2 is formed
+        f2 = self.ssn(self.frequency_conv(x))
+        return f2, self.pointwise(self.activation(self.temporal_conv(average)))
+
+
+def _frequency_average_as_depthwise(per_channel_affine: nn.Module, frequencies: int) -> nn.Conv2d:
+    """The depthwise (F, 1) convolution with bias equal to the frequency average of `per_channel_affine`, an
+    affine map of (B, C, F, T) maps acting on each channel alone, read off its response (in float64) to zero
+    and to each unit frequency."""
+    twin = copy.deepcopy(per_channel_affine).double()
+    channels = next(m for m in twin.modules() if isinstance(m, nn.Conv2d)).in_channels
+    probes = torch.zeros(frequencies + 1, channels, frequencies, 1, dtype=torch.float64)
+    probes[torch.arange(1, frequencies + 1), :, torch.arange(frequencies), 0] = 1.0
+    with torch.no_grad():
+        responses = F.avg_pool2d(twin(probes), (frequencies, 1)).view(frequencies + 1, channels)
+    conv = nn.Conv2d(channels, channels, (frequencies, 1), groups=channels, bias=True)
+    conv.weight = nn.Parameter((responses[1:] - responses[0]).T.reshape(channels, 1, frequencies, 1).float())
+    conv.bias = nn.Parameter(responses[0].float().clone())
+    return conv
+
+
+def equalize_frequency_averages(model: nn.Module, calibration: torch.Tensor) -> None:
+    """Scale each channel of every BroadcastBranchesExport's frequency average by s_c ≥ 1 and its temporal
+    depthwise conv's weights by 1/s_c: the same function (both are per channel, and the conv's zero padding
+    scales too), but int8 quantizes the average per tensor, and its channels span a fraction of the tensor's
+    calibrated range (the median a quarter, some a fiftieth). s_c is the largest factor that keeps the channel
+    inside that range, so the range, and the step, stay as they were for the widest channel.
+
+    calibration: the graph's input on the calibration clips, NCHW."""
+    branches = [m for m in model.modules() if isinstance(m, BroadcastBranchesExport)]
+    if not branches:
+        return
+    seen: dict[nn.Module, list[torch.Tensor]] = {b: [] for b in branches}
+    hooks = [b.frequency_average.register_forward_hook(lambda mod, inp, out, b=b: seen[b].append(out.detach()))
+             for b in branches]
+    with torch.no_grad():
+        for batch in calibration.split(32):
+            model(batch)
+    for h in hooks:
+        h.remove()
+    for b in branches:
+        average = torch.cat(seen[b])
+        high, low = average.amax(dim=(0, 2, 3)), average.amin(dim=(0, 2, 3))
+        top, bottom = float(high.max().clamp_min(0)), float(low.min().clamp_max(0))
+        tiny = 1e-6 * max(top, -bottom, 1e-30)
+        up = torch.where(high > tiny, top / high.clamp_min(tiny), torch.full_like(high, float("inf")))
+        down = torch.where(low < -tiny, bottom / low.clamp_max(-tiny), torch.full_like(low, float("inf")))
+        factor = torch.minimum(up, down)
+        factor = torch.where(torch.isfinite(factor), factor, torch.ones_like(factor)).clamp_min(1.0)
+        b.frequency_average.weight.data.mul_(factor.view(-1, 1, 1, 1))
+        b.frequency_average.bias.data.mul_(factor)
+        b.temporal_conv.weight.data.div_(factor.view(-1, 1, 1, 1))
+
+
 def mean_conv(channels: int, frames: int) -> nn.Conv2d:
     """The mean over channels and time of a (B, C, F, T) map, (B, 1, F, 1), as one convolution."""
     conv = nn.Conv2d(channels, 1, (1, frames), bias=False)
@@ -306,7 +378,8 @@ def input_residual_norm(model: nn.Module) -> ResidualNorm | None:
     return norm if isinstance(norm, ResidualNorm) else None
 
 
-def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input_norm: bool = False) -> nn.Module:
+def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input_norm: bool = False,
+                calibration: torch.Tensor | None = None) -> nn.Module:
     """An equivalent module for export (see the module docstring for each rewrite).
 
     without_input_norm: drop the input Residual Normalization, which the integer front end then computes
@@ -344,6 +417,10 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
                 setattr(module, bn_name, nn.Identity())
     _fuse_sequential_pairs(model)
     _merge_stem_into_expand(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, BroadcastBranches):
+                setattr(module, name, BroadcastBranchesExport(child, shapes[child.frequency_average][2]))
     _pool_before_head(model, shapes)
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
@@ -351,4 +428,6 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
                 setattr(module, name, CoordinateAttentionExport(child))
             elif isinstance(child, nn.BatchNorm2d):
                 setattr(module, name, batchnorm_as_depthwise(child))
+    if calibration is not None:
+        equalize_frequency_averages(model, calibration)
     return model

@@ -10,7 +10,9 @@ weights whose decisions survive int8; the converter then runs unchanged on the r
 The quantization points follow the int8 graph's: the outputs of convolutions not followed by a batch-norm, of
 batch-norms (folded into their convolutions there), of SubSpectralNorm and Residual Normalization, of
 activations, pools and blocks (the residual sums). An average pool keeps its input's scale in int8 (TFLite's
-AVERAGE_POOL_2D requantizes nothing), so its output is rounded on its input's grid.
+AVERAGE_POOL_2D requantizes nothing), so its output is rounded on its input's grid, except BC-ResNet's frequency
+average, which the converter computes as a convolution of the block's input (mcuasc.models.export): rounded on
+its own range (the converter also evens out its channels, which this per-tensor rounding leaves coarser).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from mcuasc.models.bcresnet import BroadcastBranches
 from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 
 # Leaf modules whose output is an int8 tensor in the converted graph (a conv followed by a batch-norm is not:
@@ -55,7 +58,8 @@ class Int8Simulation:
         self.enabled = False
         self._calibrating = False
         self.ranges: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._handles = [module.register_forward_hook(self._hook(name, keep_input_scale=isinstance(module, _POOLS)))
+        modules = dict(model.named_modules())
+        self._handles = [module.register_forward_hook(self._hook(name, keep_input_scale=_keeps_input_scale(name, module, modules)))
                          for name, module in _quantized_modules(model)]
 
     def _hook(self, name: str, keep_input_scale: bool):
@@ -100,6 +104,12 @@ class Int8Simulation:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+def _keeps_input_scale(name: str, module: nn.Module, modules: dict[str, nn.Module]) -> bool:
+    """An int8 average pool keeps its input's scale; BC-ResNet's frequency average is no pool in the int8 graph."""
+    parent = modules.get(name.rpartition(".")[0])
+    return isinstance(module, _POOLS) and not (isinstance(parent, BroadcastBranches) and module is parent.frequency_average)
 
 
 def _quantized_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
