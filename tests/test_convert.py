@@ -133,9 +133,9 @@ def test_student_graph_has_no_layout_ops(converted):
         assert source[0] == target[0] == 1 and source[3] == target[3] and source[1] * source[2] == target[1] * target[2]
         assert 4 in (source[1], target[1])
     assert "MEAN" not in m.ops  # means are convolutions or AVERAGE_POOL_2D, which CMSIS-NN accelerates
-    # Nine blocks, each with a frequency and a temporal depthwise conv, none of them as a grouped CONV_2D (CMSIS-NN's
-    # conv takes no groups).
-    assert m.ops.count("DEPTHWISE_CONV_2D") == 18
+    # Nine blocks, each with three depthwise convs (frequency, frequency average, temporal), none of them as a grouped
+    # CONV_2D (CMSIS-NN's conv takes no groups), and no frequency pool left: one AVERAGE_POOL_2D, the head's.
+    assert m.ops.count("DEPTHWISE_CONV_2D") == 27 and m.ops.count("AVERAGE_POOL_2D") == 1
     for op in interpreter._get_ops_details():
         if op["op_name"] == "CONV_2D":
             assert details[op["inputs"][1]]["shape"][3] == details[op["inputs"][0]]["shape"][3], op
@@ -171,8 +171,9 @@ def test_teacher_shaped_graph_has_no_layout_ops(tmp_path):
         ops = analysis.op_names(analysis.reference_interpreter((tmp_path / name).read_bytes()))
         assert not LAYOUT_OPS & set(ops), (name, ops)
         assert ops.count("RESHAPE") == 1 and ops[-1] == "RESHAPE"  # (1,1,1,10) → (1,10)
-        # Nine blocks, each with a frequency and a temporal depthwise conv: none became a grouped CONV_2D.
-        assert ops.count("DEPTHWISE_CONV_2D") == 18, (name, ops)
+        # Nine blocks, each with three depthwise convs (frequency, frequency average, temporal): none became a
+        # grouped CONV_2D.
+        assert ops.count("DEPTHWISE_CONV_2D") == 27, (name, ops)
     # ... and the float graph still computes the model.
     interpreter = analysis.reference_interpreter((tmp_path / "model_float32.tflite").read_bytes())
     with torch.no_grad():
