@@ -1,7 +1,7 @@
 """Where the float-vs-int8 difference comes from: the integer front end, int8 weights, or int8 activations.
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
-        [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation] [--keep DIR]
+        [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation] [--keep DIR | --reuse DIR]
 
 Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed;
 --schedule distillation: a BC-ResNet on the seed's distillation recipe, warm-up to 0.006 then cosine, still without a
@@ -64,12 +64,14 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int, schedule: str) -> list[list[object]]:
+def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int, schedule: str,
+           trained: bool = False) -> list[list[object]]:
     scenes = work / "scenes"
     checkpoint = work / f"{name}.pt"
     # Without a teacher, recipe_for(distill=True) is the distillation schedule on labels alone.
     recipe = recipe_for(name, distill=schedule == "distillation")
-    train(scenes, dataclasses.replace(recipe, epochs=epochs, seed=seed), checkpoint)
+    if not trained:
+        train(scenes, dataclasses.replace(recipe, epochs=epochs, seed=seed), checkpoint)
     rows = sources(name, checkpoint, work, scenes)
     if finetune_epochs:
         # The same number of further epochs at the same rate, with and without int8 simulated: what the
@@ -180,6 +182,17 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
     return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 
+def reuse(kept: Path, models: list[str]) -> Path:
+    """A new folder kept/rerun-<n> whose scene set and checkpoints are links to the kept ones, for budget() to convert
+    into without touching the earlier run's results."""
+    work = next(kept / f"rerun-{n}" for n in range(1, 1000) if not (kept / f"rerun-{n}").exists())
+    work.mkdir()
+    (work / "scenes").symlink_to((kept / "scenes").resolve())
+    for name in models:
+        (work / f"{name}.pt").symlink_to((kept / f"{name}.pt").resolve())
+    return work
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["bcresnet-nrf52840"])
@@ -193,7 +206,17 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="work in DIR and keep it (scene set, checkpoints, converted models) to inspect afterwards; "
                              "DIR must not exist yet")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="the scene set and checkpoints an earlier --keep run left in DIR (same models, --clips-per-class, "
+                             "--epochs, --schedule and --seed): convert and measure them again without training; "
+                             "converted models go to DIR/rerun-<n>")
     args = parser.parse_args()
+    if args.reuse is not None:
+        missing = [f"{n}.pt" for n in args.models if not (args.reuse / f"{n}.pt").exists()]
+        missing += [] if (args.reuse / "scenes").is_dir() else ["scenes"]
+        if missing or args.finetune_epochs or args.keep is not None:
+            parser.error(f"--reuse {args.reuse} needs the scenes and checkpoints of an earlier --keep run (missing: "
+                         f"{', '.join(missing) or 'none'}), and takes neither --keep nor --finetune-epochs.")
     if args.keep is not None and args.keep.exists():
         parser.error(f"--keep {args.keep} already exists; give a new directory so nothing in it is overwritten.")
     if args.schedule == "distillation" and not all(name.startswith("bcresnet") for name in args.models):
@@ -201,13 +224,19 @@ def main() -> None:
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
     rows = []
-    if args.keep is not None:
-        args.keep.mkdir(parents=True)
-    with contextlib.nullcontext(str(args.keep)) if args.keep is not None else tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
+    if args.reuse is not None:
+        work = reuse(args.reuse, args.models)
+        print(f"reusing the scene set and checkpoints in {args.reuse} (no training); converted models in {work}\n")
         for name in args.models:
-            rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule)
+            rows += budget(name, work, args.epochs, 0, args.seed, args.schedule, trained=True)
+    else:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True)
+        with contextlib.nullcontext(str(args.keep)) if args.keep is not None else tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
+            for name in args.models:
+                rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule)
     schedule = "each model's recipe" if args.schedule == "recipe" else "the seed's distillation schedule (no teacher)"
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {schedule}, "
           f"{args.epochs} epochs, training seed {args.seed}.\n")
