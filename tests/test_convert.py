@@ -314,6 +314,13 @@ def test_int16_activations_keep_int8_input_output_and_weights_and_tflm_bit_exact
     # The same checkpoint in int8: the int16 graph has the same operators plus the CAST and the QUANTIZE.
     int8 = convert(checkpoint, tmp_path / "int8", data=scenes).manifest
     assert sorted(m.ops) == sorted([*int8.ops, "CAST", "QUANTIZE"])
+    # One ADD per block, the broadcast temporal branch (1, 1, T, C): the normal blocks' identity is in their
+    # frequency conv (SubSpectralNorm of one band folded into it, see mcuasc.models.export.NormalBlockExport).
+    int8_interpreter = analysis.reference_interpreter((tmp_path / "int8" / int8.files["tflite"]).read_bytes())
+    int8_tensors = {t["index"]: t for t in int8_interpreter.get_tensor_details()}
+    adds = [op for op in int8_interpreter._get_ops_details() if op["op_name"] == "ADD"]
+    assert len(adds) == 9
+    assert all(sorted(list(int8_tensors[i]["shape"][:2]) for i in op["inputs"])[0] == [1, 1] for op in adds)
     assert m.tflm_arena_bytes > int8.tflm_arena_bytes
     again = convert(checkpoint, tmp_path / "again", data=scenes, options=ConvertOptions(activations="int16")).manifest
     assert (tmp_path / "again" / again.files["tflite"]).read_bytes() == flatbuffer  # deterministic in int16 too

@@ -49,6 +49,8 @@ def test_simulation_is_off_until_enabled_and_rounds_when_on():
     # The frequency averages are convolutions of the block input in the int8 graph: rounded on their own range.
     averages = [n for n in simulation.ranges if n.endswith("frequency_average")]
     assert len(averages) == 9
+    # Four sub-bands: the frequency conv's output is an int8 tensor of its own, before SubSpectralNorm's MUL.
+    assert len([n for n in simulation.ranges if n.endswith("frequency_conv")]) == 9
     simulation.remove()
     modules, outputs = dict(model.named_modules()), {}
     hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, (o.amin(), o.amax(), i[0].amin())))
@@ -60,6 +62,16 @@ def test_simulation_is_off_until_enabled_and_rounds_when_on():
         low, high, input_low = outputs[name]
         assert simulation.ranges[name] == (low, high) and input_low < low
     assert torch.equal(model(x), reference)
+
+
+def test_one_band_subspectral_norm_is_one_rounding_with_its_conv():
+    """The nRF52840 recipe: SubSpectralNorm of one band is folded into the frequency conv, so the int8 graph rounds
+    after the norm only."""
+    model = build_model("bcresnet-nrf52840").eval()
+    simulation = Int8Simulation(model)
+    simulation.calibrate(iter([torch.randn(2, 1, 64, 32) * 10]))
+    assert len([n for n in simulation.ranges if n.endswith("branches.ssn")]) == 9
+    assert not [n for n in simulation.ranges if n.endswith("frequency_conv")]
 
 
 @pytest.mark.slow

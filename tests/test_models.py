@@ -6,8 +6,8 @@ import torch
 from mcuasc.errors import InputError
 from mcuasc.models import ARCHITECTURES, build_model, zoo_report
 from mcuasc.models.complexity import count_macs, keras_parameters, layer_costs, trainable_parameters
-from mcuasc.models.bcresnet import BroadcastBranches
-from mcuasc.models.export import BroadcastBranchesExport, export_form
+from mcuasc.models.bcresnet import BroadcastBranches, NormalBlock
+from mcuasc.models.export import BroadcastBranchesExport, NormalBlockExport, bn_scale_shift, export_form
 from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
@@ -139,6 +139,28 @@ def test_nrf52840_recipe_stem_and_expand_export_as_one_conv():
     assert isinstance(first.expand, torch.nn.Identity)
     assert (exported.stem.in_channels, exported.stem.out_channels) == (1, model.blocks.trans1.expand.out_channels)
     assert exported.stem.kernel_size == model.stem.kernel_size and exported.stem.stride == model.stem.stride
+
+
+def test_nrf52840_recipe_normal_blocks_carry_their_identity_in_the_frequency_conv():
+    """One band: SubSpectralNorm is a batch-norm folded into the frequency conv, and x + f2 is that conv with its
+    centre tap + 1 (one ADD per normal block left, the temporal branch's). The student's four bands keep the
+    identity ADD: the per-band MUL and ADD stand between the conv and the sum."""
+    model, arch = trained_statistics("bcresnet-nrf52840")
+    exported = export_form(model, arch.input_shape)
+    blocks = dict(exported.blocks.named_children())
+    normal = [n for n, b in model.blocks.named_children() if isinstance(b, NormalBlock)]
+    assert len(normal) == 5 and all(isinstance(blocks[n], NormalBlockExport) for n in normal)
+    for name in normal:
+        original, branches = getattr(model.blocks, name).branches, blocks[name].branches
+        scale, _ = bn_scale_shift(original.ssn.bn)
+        expected = original.frequency_conv.weight * scale.view(-1, 1, 1, 1)
+        expected[:, 0, 1, 0] += 1.0
+        assert torch.allclose(branches.frequency_conv.weight, expected, atol=1e-6)
+    x = torch.randn(4, *arch.input_shape) * 5 + 3
+    with torch.no_grad():
+        assert torch.allclose(model(x), exported(x), atol=1e-4)
+    student, student_arch = trained_statistics("bcresnet-student")
+    assert not [m for m in export_form(student, student_arch.input_shape).modules() if isinstance(m, NormalBlockExport)]
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))

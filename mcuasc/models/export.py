@@ -3,7 +3,9 @@
 - Batch-norm after a convolution is folded into it (weights and bias); a batch-norm with nothing to fold into
   becomes a 1×1 depthwise convolution (a CMSIS-NN fast path, unlike a broadcasting MUL + ADD).
 - SubSpectralNorm becomes a per-(channel, frequency) affine, one MUL and one ADD by constants (the converter
-  works around onnx2tf 1.29 mis-transposing such constants, see mcuasc.convert.tf_worker).
+  works around onnx2tf 1.29 mis-transposing such constants, see mcuasc.convert.tf_worker); with one band it is
+  a batch-norm, folded into the frequency conv, and a normal block's identity then joins that conv as well
+  (NormalBlockExport: centre tap + 1).
 - Means that int8 would otherwise take from an average pool are convolutions whose kernel spans the averaged
   axes (Residual Normalization's means over channels and time):
   an int8 pool keeps its input's scale, and a mean's range is much narrower than its input's (the mean of x²
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mcuasc.models.bcresnet import BroadcastBranches
+from mcuasc.models.bcresnet import BroadcastBranches, NormalBlock
 from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
@@ -230,6 +232,26 @@ class BroadcastBranchesExport(nn.Module):
         return f2, self.pointwise(self.activation(self.temporal_conv(average)))
 
 
+class NormalBlockExport(nn.Module):
+    """BC-ResNet's normal block, relu(x + f2 + f1), where f2 is its depthwise frequency conv alone (SubSpectralNorm
+    with one band, a batch-norm, folded into it): x + f2 is that conv with 1 added to its centre tap. One ADD, and
+    its int8 rounding, fewer on the block's main path, and x dies once the conv has read it. (With sub-bands,
+    f2 ends in SubSpectralNorm's per-band MUL and ADD, which the identity cannot pass through.)"""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        branches, conv = block.branches, block.branches.frequency_conv
+        if not (isinstance(branches, BroadcastBranchesExport) and isinstance(branches.ssn, nn.Identity)
+                and conv.groups == conv.out_channels and conv.kernel_size[1] == 1 and conv.kernel_size[0] % 2 == 1):
+            raise ValueError("NormalBlockExport needs a depthwise (k, 1) frequency conv with SubSpectralNorm folded in")
+        conv.weight.data[:, 0, conv.kernel_size[0] // 2, 0] += 1.0
+        self.branches, self.activation = branches, block.activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with_identity, temporal = self.branches(x)
+        return self.activation(with_identity + temporal)
+
+
 def _frequency_average_as_depthwise(per_channel_affine: nn.Module, frequencies: int) -> nn.Conv2d:
     """The depthwise (F, 1) convolution with bias equal to the frequency average of `per_channel_affine`, an
     affine map of (B, C, F, T) maps acting on each channel alone, read off its response (in float64) to zero
@@ -421,6 +443,11 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
         for name, child in list(module.named_children()):
             if isinstance(child, BroadcastBranches):
                 setattr(module, name, BroadcastBranchesExport(child, shapes[child.frequency_average][2]))
+    # After the frequency averages, which take f2 without the identity.
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NormalBlock) and isinstance(child.branches.ssn, nn.Identity):
+                setattr(module, name, NormalBlockExport(child))
     _pool_before_head(model, shapes)
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

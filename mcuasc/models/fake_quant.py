@@ -121,9 +121,11 @@ def _quantized_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if not name:
             continue
         if isinstance(module, nn.Conv2d):
-            # A conv's output is a tensor of its own unless a batch-norm (folded into it) comes next.
+            # A conv's output is a tensor of its own unless a batch-norm (folded into it) comes next, or a
+            # SubSpectralNorm of one band (a batch-norm, folded too).
             following = named[i + 1][1] if i + 1 < len(named) else None
-            if not isinstance(following, nn.BatchNorm2d):
+            folded = isinstance(following, SubSpectralNorm) and following.sub_bands == 1
+            if not (isinstance(following, nn.BatchNorm2d) or folded):
                 chosen.append((name, module))
         elif isinstance(module, _POOLS + _QUANTIZED_TYPES):
             parent = modules.get(name.rpartition(".")[0])
