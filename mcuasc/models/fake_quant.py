@@ -7,8 +7,8 @@ input's coarse scale; the broadcast residual's sums) int8 flips it. Here each ac
 quantize is rounded the same way during fine-tuning, with straight-through gradients, so the network learns
 weights whose decisions survive int8; the converter then runs unchanged on the result.
 
-The quantization points follow the int8 graph's: the outputs of convolutions not followed by a batch-norm, of
-batch-norms (folded into their convolutions there), of SubSpectralNorm and Residual Normalization, of
+The quantization points follow the int8 graph's: the outputs of convolutions not followed by a batch-norm (nor
+by a SubSpectralNorm of one band, which is one), of batch-norms (folded into their convolutions there), of SubSpectralNorm and Residual Normalization, of
 activations, pools and blocks (the residual sums). An average pool keeps its input's scale in int8 (TFLite's
 AVERAGE_POOL_2D requantizes nothing), so its output is rounded on its input's grid, except BC-ResNet's frequency
 average, which the converter computes as a convolution of the block's input (mcuasc.models.export): rounded on
