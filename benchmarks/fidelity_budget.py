@@ -12,6 +12,8 @@ interval: one flip in 450 clips is 0.2 points):
 - integer front end: the float model on the deployed front end's int8 features, dequantized;
 - int8 weights: the float model's inference form (batch-norms folded) with its weights rounded per output channel to
   int8, as the converter does, on the float front end;
+- int8 weights, biases corrected: the same, with the inference form convert exports, whose biases are corrected for
+  that rounding on its calibration clips (mcuasc.models.export.correct_weight_rounding_bias);
 - int8 model: the converted flatbuffer on TFLite's reference kernels, on the integer front end (what convert's
   fidelity figures and the device compute);
 - int8 activations alone: the checkpoint's convolution weights first rounded per output channel to int8 in its own
@@ -41,12 +43,13 @@ import torch
 from _common import machine, markdown_table
 from mcuasc.checkpoint import load_checkpoint, save_checkpoint
 from mcuasc.convert import ConvertOptions, analysis, convert
+from mcuasc.convert.pipeline import evenly
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
 from mcuasc.frontend import FloatFrontend, IntegerFrontend
 from mcuasc.models import ARCHITECTURES
-from mcuasc.models.export import export_form, input_residual_norm
+from mcuasc.models.export import export_form, input_residual_norm, int8_weight_grid
 from mcuasc.train import quantization_aware_recipe, recipe_for, train
 
 
@@ -55,12 +58,10 @@ def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 
 def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
-    """Symmetric per-output-channel int8 weights (scale max|w|/127), as TFLite's converter quantizes them."""
+    """Every convolution's weights rounded as TFLite's converter rounds them (mcuasc.models.export.int8_weight_grid)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
-            w = module.weight.data
-            scale = (w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127).clamp_min(1e-12)
-            module.weight.data = torch.round(w / scale) * scale
+            module.weight.data = int8_weight_grid(module.weight)
     return model
 
 
@@ -125,11 +126,17 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
         reference = model(nchw(float_features)).numpy().astype(np.float64)
         # The deployed front end's int8 features, dequantized, through the graph the converter exported (the input
         # Residual Normalization, if any, is computed by the front end).
-        graph = export_form(model, ARCHITECTURES[ckpt.arch].input_shape, without_input_norm=input_residual_norm(model) is not None)
+        shape, without_input_norm = ARCHITECTURES[ckpt.arch].input_shape, input_residual_norm(model) is not None
+        graph = export_form(model, shape, without_input_norm=without_input_norm)
         dequantized = manifest.input.scale * (int8_features.astype(np.float32) - manifest.input.zero_point)
         from_integer_frontend = graph(nchw(dequantized)).numpy()
         graph_float_input = FloatFrontend(manifest.frontend)(pcm)
         with_int8_weights = int8_weights(graph)(nchw(graph_float_input)).numpy()
+        # What convert exports: its calibration clips correct the biases for the weights' rounding.
+        calibration_clips = evenly(TauDataset.open(scenes).split("train"), ConvertOptions().calibration_clips)
+        calibration = FloatFrontend(manifest.frontend)(load_pcm(calibration_clips, ckpt.frontend))
+        corrected = export_form(model, shape, without_input_norm=without_input_norm, calibration=nchw(calibration))
+        with_corrected_int8_weights = int8_weights(corrected)(nchw(graph_float_input)).numpy()
     # Narrowing keeps the input's min/max range, so both models take the same front-end features.
     assert narrowed.frontend == manifest.frontend
     int8_outputs = int8_model_outputs(manifest, work / checkpoint.stem, int8_features)
@@ -145,6 +152,7 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[
     rows = [[name, "float (reference)", "—", "100 %", "", f"{100 * (reference.argmax(1) == labels).mean():.1f} %"],
             row(name, "integer front end", reference, from_integer_frontend, labels),
             row(name, "int8 weights", reference, with_int8_weights, labels),
+            row(name, "int8 weights, biases corrected (as convert exports them)", reference, with_corrected_int8_weights, labels),
             activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels),
             row(name, "int8 model, 99.99th-percentile ranges", reference, int8_narrowed, labels),
             row(name, "int8 model", reference, int8_model, labels)]

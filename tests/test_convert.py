@@ -106,6 +106,72 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     assert m.graph["activation_ranges"] == {"method": "minmax"}  # the converter's own, by default
 
 
+def _flatbuffer_convs(flatbuffer: bytes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(filter as OIHW floats, bias as floats, bias step) of each CONV_2D and DEPTHWISE_CONV_2D of a flatbuffer."""
+    from mcuasc.convert.finalize import _op_name, tflite_schema
+
+    model = tflite_schema().ModelT.InitFromPackedBuf(flatbuffer, 0)
+    graph = model.subgraphs[0]
+
+    def values(tensor, dtype):
+        raw = np.asarray(model.buffers[tensor.buffer].data, dtype=np.uint8).tobytes()
+        return np.frombuffer(raw, dtype=dtype).reshape(tensor.shape).astype(np.float64)
+
+    convs = []
+    for op in graph.operators:
+        kind = _op_name(model, op)
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            x, w, b = (graph.tensors[int(i)] for i in op.inputs[:3])
+            scales = w.quantization.scale.astype(np.float64)
+            q = values(w, np.int8)  # CONV_2D (O, kh, kw, I); DEPTHWISE_CONV_2D (1, kh, kw, C)
+            oihw = (q.transpose(0, 3, 1, 2) if kind == "CONV_2D" else q.transpose(3, 0, 1, 2)) * scales.reshape(-1, 1, 1, 1)
+            step = float(x.quantization.scale[0]) * scales
+            convs.append((oihw, values(b, "<i4") * step, step))
+    return convs
+
+
+@pytest.mark.slow
+def test_flatbuffer_holds_the_onnx_weights_on_the_predicted_int8_grid_and_the_corrected_biases(converted):
+    """The bias correction (mcuasc.models.export) predicts how the converter rounds each weight: every conv of the
+    flatbuffer must be an ONNX conv's weights on int8_weight_grid (but for a few float32 ties), with the ONNX bias
+    (corrected for that rounding) to within half a bias step."""
+    from onnx import numpy_helper
+
+    from mcuasc.models.export import int8_weight_grid
+
+    m, out = converted.manifest, converted.out_dir
+    graph = onnx.load(out / m.files["onnx"]).graph
+    initializers = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in graph.initializer}
+    onnx_convs = [(initializers[n.input[1]], initializers[n.input[2]] if len(n.input) > 2 else None)
+                  for n in graph.node if n.op_type == "Conv"]
+    flatbuffer_convs = _flatbuffer_convs((out / m.files["tflite"]).read_bytes())
+    assert len(flatbuffer_convs) == len(onnx_convs) > 40
+    unmatched, mismatched = list(range(len(onnx_convs))), 0
+    for weights, bias, step in flatbuffer_convs:
+        steps = np.abs(weights).reshape(len(weights), -1).max(axis=1).reshape(-1, 1, 1, 1) / 127
+
+        def off_grid(i: int) -> int:
+            """How many of the flatbuffer's weights lie off ONNX conv i's weights on the predicted grid (None: some
+            by more than a step). float32 rounding may send a weight within ~10⁻⁷ of a half step the other way."""
+            if onnx_convs[i][0].shape != weights.shape:
+                return None
+            predicted = int8_weight_grid(torch.from_numpy(onnx_convs[i][0].astype(np.float32))).double().numpy()
+            distance = np.abs(predicted - weights) / steps
+            return int((distance > 1e-3).sum()) if distance.max() < 1.001 else None
+
+        candidates = [(off_grid(i), i) for i in unmatched if off_grid(i) is not None]
+        assert candidates, f"no ONNX conv has the flatbuffer's {weights.shape} weights on the int8 grid"
+        off, match = min(candidates)
+        mismatched += off
+        unmatched.remove(match)
+        expected_bias = onnx_convs[match][1] if onnx_convs[match][1] is not None else np.zeros_like(bias)
+        # Half a step, plus what the converter's float32 arithmetic leaves (steps reach 10⁻⁸ here).
+        assert np.all(np.abs(expected_bias - bias) <= 0.5 * step + 1e-6 * np.abs(expected_bias))
+    assert mismatched <= 1e-4 * sum(w.size for w, _, _ in flatbuffer_convs)
+    assert m.graph["bias_correction"].startswith("each convolution's bias")
+    assert 0 < m.graph["export_logit_shift_relative"] < 0.05
+
+
 def test_fidelity_counts_flips_and_bounds_the_agreement():
     """3 flips in 100 clips: agreement 97 %, and the Wilson 95 % interval worked out by hand, 91.55–98.97 %."""
     float_logits = np.tile([2.0, 1.0, 0.0], (100, 1))

@@ -1,5 +1,7 @@
 """The zoo reproduces the seed's and the challenge's tables exactly, runs, and exports to ONNX."""
 
+import copy
+
 import pytest
 import torch
 
@@ -7,7 +9,8 @@ from mcuasc.errors import InputError
 from mcuasc.models import ARCHITECTURES, build_model, zoo_report
 from mcuasc.models.complexity import count_macs, keras_parameters, layer_costs, trainable_parameters
 from mcuasc.models.bcresnet import BroadcastBranches, NormalBlock
-from mcuasc.models.export import BroadcastBranchesExport, NormalBlockExport, bn_scale_shift, export_form
+from mcuasc.models.export import (BroadcastBranchesExport, NormalBlockExport, bn_scale_shift, correct_weight_rounding_bias,
+                                  export_form, int8_weight_grid)
 from mcuasc.models.layers import AxisAverage, ResidualNorm, SubSpectralNorm
 from mcuasc.models.mobilenetv2 import CoordinateAttention
 
@@ -108,7 +111,7 @@ def test_bcresnet_frequency_average_is_a_conv_of_the_block_input_with_even_chann
     model, arch = trained_statistics(name)
     calibration = torch.randn(16, *arch.input_shape) * 5 + 3
     plain = export_form(model, arch.input_shape)
-    even = export_form(model, arch.input_shape, calibration=calibration)
+    even = export_form(model, arch.input_shape, calibration=calibration, weight_bias_correction=False)
     x = torch.randn(4, *arch.input_shape) * 5 + 3
     with torch.no_grad():
         assert torch.allclose(model(x), even(x), atol=1e-4)
@@ -129,6 +132,65 @@ def test_bcresnet_frequency_average_is_a_conv_of_the_block_input_with_even_chann
 
     before, after = median_span(plain), median_span(even)
     assert torch.all(after >= before - 1e-6) and float(after.mean()) > 1.5 * float(before.mean()), (before, after)
+
+
+def test_int8_weight_grid_is_per_output_channel_symmetric_127():
+    weight = torch.tensor([[[[0.5]], [[-0.25]]], [[[0.001]], [[0.003]]]])  # two output channels
+    grid = int8_weight_grid(weight)
+    assert torch.equal(grid[0].flatten(), torch.tensor([0.5, round(-0.25 / (0.5 / 127)) * (0.5 / 127)]))
+    assert float(grid[1].abs().max()) == pytest.approx(0.003)  # each channel's largest weight is exact: ±127 steps
+    assert torch.allclose(grid[1].flatten(), torch.tensor([round(0.001 / (0.003 / 127)) * (0.003 / 127), 0.003]))
+
+
+def test_bias_correction_gives_int8_weights_the_float_means_on_the_calibration_clips():
+    """Two convs in a row on inputs far from zero mean: after the correction, each conv with its weights on the int8
+    grid has, per output channel, the mean the uncorrected float conv has on the same inputs; before, it did not."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(8, 6, (3, 1), padding=(1, 0), bias=False), torch.nn.ReLU(),
+                                torch.nn.Conv2d(6, 6, (1, 3), padding=(0, 1), groups=6)).eval()
+    calibration = torch.rand(64, 3, 12, 10) * 4 + 1
+    corrected = copy.deepcopy(model)
+    correct_weight_rounding_bias(corrected, calibration)
+    inputs = []
+    hooks = [m.register_forward_pre_hook(lambda m, i: inputs.append(i[0])) for m in model if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(calibration)
+    for h in hooks:
+        h.remove()
+    convs = [(a, b) for a, b in zip(model, corrected) if isinstance(a, torch.nn.Conv2d)]
+    assert corrected[2].bias is not None  # a conv without bias gets one
+    for (original, fixed), x in zip(convs, inputs):
+        with torch.no_grad():
+            mean = original(x).mean(dim=(0, 2, 3))
+            grid = torch.nn.functional.conv2d(x, int8_weight_grid(original.weight), original.bias, original.stride,
+                                              original.padding, original.dilation, original.groups).mean(dim=(0, 2, 3))
+            fixed_grid = torch.nn.functional.conv2d(x, int8_weight_grid(fixed.weight), fixed.bias, fixed.stride,
+                                                    fixed.padding, fixed.dilation, fixed.groups).mean(dim=(0, 2, 3))
+        assert torch.equal(int8_weight_grid(fixed.weight), int8_weight_grid(original.weight))
+        assert float((grid - mean).abs().max()) > 1e-4
+        assert float((fixed_grid - mean).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["bcresnet-student", "bcresnet-nrf52840"])
+def test_export_with_bias_correction_moves_the_logits_a_little_towards_int8_weights(name):
+    model, arch = trained_statistics(name)
+    calibration = torch.randn(32, *arch.input_shape) * 5 + 3
+    plain = export_form(model, arch.input_shape, calibration=calibration, weight_bias_correction=False)
+    corrected = export_form(model, arch.input_shape, calibration=calibration)
+    x = torch.randn(8, *arch.input_shape) * 5 + 3
+    with torch.no_grad():
+        reference, moved = model(x), corrected(x)
+        shift = float((moved - reference).abs().max() / reference.abs().max())
+        assert 0 < shift < 0.05
+
+        def int8_weight_error(graph):
+            rounded = copy.deepcopy(graph)
+            for conv in [m for m in rounded.modules() if isinstance(m, torch.nn.Conv2d)]:
+                conv.weight.data = int8_weight_grid(conv.weight)
+            return float(((rounded(calibration) - plain(calibration)) ** 2).mean())
+
+        assert int8_weight_error(corrected) < int8_weight_error(plain)
 
 
 def test_nrf52840_recipe_stem_and_expand_export_as_one_conv():

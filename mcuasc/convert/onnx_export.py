@@ -37,6 +37,11 @@ def export_onnx(model: torch.nn.Module, input_shape: tuple[int, ...], path: str 
                 without_input_norm: bool = False, calibration: torch.Tensor | None = None) -> onnx.ModelProto:
     """Export `model` (eval mode, any zoo architecture) for a batch of one, NCHW input named "features"."""
     exported = export_form(model, input_shape, without_input_norm=without_input_norm, calibration=calibration)
+    return write_onnx(exported, input_shape, path)
+
+
+def write_onnx(exported: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path) -> onnx.ModelProto:
+    """Write a model already in its inference-time form (export_form) as ONNX."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the legacy TorchScript exporter's deprecation notice

@@ -15,13 +15,17 @@
 - BC-ResNet's frequency average, the temporal branch's input, is one depthwise (F, 1) convolution of the block's
   input (BroadcastBranchesExport), not a pool of the frequency branch; with calibration data its channels are
   scaled to fill its int8 range, undone in the temporal conv (equalize_frequency_averages).
+- With calibration data, each convolution's bias is corrected for the mean shift that rounding its weights to int8
+  (per output channel, as the converter does) causes on those clips (correct_weight_rounding_bias): the only
+  rewrite that changes the function, by a fraction of an int8 step, towards what the int8 graph computes.
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
   split or transpose in the graph.
 - BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
   one conv straight from the input plus the norm's statistics computed from the input too (StemNormExpand):
   the stem's wide output (2c channels at full resolution, the model's largest tensor) is never formed.
   Without that norm (the nRF52840 recipe) the stem and the expand conv (+ BN) are simply one conv.
-The result computes the same function as the model in eval mode (tested to float tolerance).
+The result computes the same function as the model in eval mode (tested to float tolerance), but for the bias
+correction.
 """
 
 from __future__ import annotations
@@ -401,11 +405,14 @@ def input_residual_norm(model: nn.Module) -> ResidualNorm | None:
 
 
 def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input_norm: bool = False,
-                calibration: torch.Tensor | None = None) -> nn.Module:
+                calibration: torch.Tensor | None = None, weight_bias_correction: bool = True) -> nn.Module:
     """An equivalent module for export (see the module docstring for each rewrite).
 
     without_input_norm: drop the input Residual Normalization, which the integer front end then computes
-    (FrontendConfig.residual_norm): per-band statistics in int8 lose most of their precision."""
+    (FrontendConfig.residual_norm): per-band statistics in int8 lose most of their precision.
+    calibration (the graph's input on calibration clips, NCHW): even out the frequency averages' channels and,
+    with weight_bias_correction, correct the biases for int8 weight rounding (the one rewrite that moves the
+    function, by a fraction of an int8 step)."""
     model = copy.deepcopy(model).eval()
     if without_input_norm and input_residual_norm(model) is not None:
         model.input_norm = nn.Identity()
@@ -457,4 +464,53 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
                 setattr(module, name, batchnorm_as_depthwise(child))
     if calibration is not None:
         equalize_frequency_averages(model, calibration)
+        if weight_bias_correction:
+            correct_weight_rounding_bias(model, calibration)
     return model
+
+
+def int8_weight_grid(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` as TFLite's converter rounds it: per output channel, symmetric, scale max|w|/127."""
+    scale = weight.detach().abs().flatten(1).amax(dim=1).clamp_min(1e-30) / 127.0
+    scale = scale.view(-1, *([1] * (weight.dim() - 1)))
+    return torch.clamp(torch.round(weight.detach() / scale), -127, 127) * scale
+
+
+def correct_weight_rounding_bias(model: nn.Module, calibration: torch.Tensor) -> None:
+    """Move each convolution's bias by minus the mean shift that rounding its weights to int8 causes on the
+    calibration clips (bias correction, Nagel et al. 2019): E[conv(x, W_q − W)] per output channel, so the
+    int8 graph's activations keep their float means. The rounding error is fixed once the weights are (the
+    converter's scheme is known, int8_weight_grid), and a mean is one number a channel that an int32 bias can
+    carry. The float function moves by what the rounding moves it the other way (the logits by 0.3–1.6 % of their range
+    on trained BC-ResNets), and a conv without bias gets one (4 bytes a channel of flatbuffer).
+
+    calibration: the graph's input on the calibration clips, NCHW."""
+    # A conv whose weights lie on the grid already (Residual Normalization's means: one value, 127 steps) is left
+    # alone, so that no bias is added where there is nothing to carry.
+    convs = [m for m in model.modules()
+             if isinstance(m, nn.Conv2d) and not torch.equal(int8_weight_grid(m.weight), m.weight.detach())]
+    shifts: dict[nn.Module, torch.Tensor] = {c: torch.zeros(c.out_channels, dtype=torch.float64) for c in convs}
+    counts = {c: 0 for c in convs}
+
+    def record(conv: nn.Conv2d, inputs: tuple) -> None:
+        x = inputs[0].detach().double()
+        error = int8_weight_grid(conv.weight).double() - conv.weight.detach().double()
+        shift = F.conv2d(x, error, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        shifts[conv] += shift.sum(dim=(0, 2, 3))
+        counts[conv] += shift.numel() // shift.shape[1]
+
+    hooks = [c.register_forward_pre_hook(lambda mod, inp: record(mod, inp)) for c in convs]
+    try:
+        with torch.no_grad():
+            for batch in calibration.split(32):
+                model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    for conv in convs:
+        if counts[conv] == 0:
+            continue
+        mean_shift = (shifts[conv] / counts[conv]).float()
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+        conv.bias.data.sub_(mean_shift)
