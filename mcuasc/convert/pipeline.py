@@ -65,9 +65,6 @@ class ConvertOptions:
     # Correct each convolution's bias for the mean shift of int8 weight rounding on the calibration clips
     # (mcuasc.models.export.correct_weight_rounding_bias).
     weight_bias_correction: bool = True
-    # The export form against the checkpoint: the bias correction for int8 weight rounding moves the logits (0.3–1.6 %
-    # of their range measured on trained BC-ResNets), an export bug by far more.
-    export_tolerance: float = 0.05
     fallback_clips_per_class: int = 10
     fallback_seed: int = 2022
 
@@ -221,9 +218,13 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
 
         say("exporting ONNX")
         onnx_tmp = work / targets["onnx"].name
+        calibration_nchw = torch.from_numpy(np.ascontiguousarray(calibration_features.transpose(0, 3, 1, 2)))
         exported = export_form(model, arch.input_shape, without_input_norm=input_norm is not None,
-                               calibration=torch.from_numpy(np.ascontiguousarray(calibration_features.transpose(0, 3, 1, 2))),
-                               weight_bias_correction=options.weight_bias_correction)
+                               calibration=calibration_nchw, weight_bias_correction=options.weight_bias_correction)
+        # The same rewrites without the bias correction compute the checkpoint's function: checked below.
+        exact = (export_form(model, arch.input_shape, without_input_norm=input_norm is not None,
+                             calibration=calibration_nchw, weight_bias_correction=False)
+                 if options.weight_bias_correction else exported)
         write_onnx(exported, arch.input_shape, onnx_tmp)
 
         say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")
@@ -255,20 +256,22 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         with torch.no_grad():  # also the float side of the fidelity figures below
             float_logits = model(torch.from_numpy(validation_float.transpose(0, 3, 1, 2).copy())).numpy()
         probe = slice(0, min(4, len(validation_pcm)))
+        probe_input = torch.from_numpy(validation_graph_input[probe].transpose(0, 3, 1, 2).copy())
         with torch.no_grad():  # what the ONNX holds: onnx2tf must compute it
-            torch_logits = exported(torch.from_numpy(validation_graph_input[probe].transpose(0, 3, 1, 2).copy())).numpy()
+            torch_logits = exported(probe_input).numpy()
         tflite_logits = np.stack([analysis.invoke(float_interpreter, x) for x in validation_graph_input[probe]])
         scale = max(float(np.abs(float_logits[probe]).max()), 1e-6)
         error = float(np.abs(torch_logits - tflite_logits).max()) / scale
         if not error <= options.float_tolerance:
             raise ToolError(f"onnx2tf's float graph differs from the exported torch graph (relative error {error:.2e} > "
                             f"{options.float_tolerance:g}); the converter mis-translated an op, see {targets['log']}.")
-        # The export form computes the model's function but for the weight-rounding bias correction, a fraction of an
-        # int8 step; more means a rewrite went wrong.
+        with torch.no_grad():
+            export_error = float(np.abs(exact(probe_input).numpy() - float_logits[probe]).max()) / scale
+        if not export_error <= options.float_tolerance:
+            raise ToolError(f"mcuasc's export form of {name} differs from the checkpoint (relative error {export_error:.2e} > "
+                            f"{options.float_tolerance:g}), a bug in mcuasc.models.export; please report it with the checkpoint.")
+        # What the bias correction moved (by as much as the weights' rounding moves the logits the other way).
         export_shift = float(np.abs(torch_logits - float_logits[probe]).max()) / scale
-        if not export_shift <= options.export_tolerance:
-            raise ToolError(f"mcuasc's export form of {name} moved the logits by {export_shift:.2e} of their range (> "
-                            f"{options.export_tolerance:g}), a bug in mcuasc.models.export; please report it with the checkpoint.")
 
         interpreter = analysis.reference_interpreter(deployed_flatbuffer)
         input_detail, output_detail = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -351,6 +354,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                    "bias_correction": ("each convolution's bias less the mean shift int8 weight rounding causes on the calibration clips"
                                        if options.weight_bias_correction else "none"),
                    "export_logit_shift_relative": export_shift,
+                   "export_check_relative_error": export_error,
                    "input_norm": "in the integer front end (residual_norm)" if input_norm is not None else "none",
                    "weights": "int8 per-channel (conv, depthwise conv, fully connected), "
                               + ("int32 biases" if options.activations == "int8" else "int64 biases"),

@@ -17,7 +17,7 @@
   scaled to fill its int8 range, undone in the temporal conv (equalize_frequency_averages).
 - With calibration data, each convolution's bias is corrected for the mean shift that rounding its weights to int8
   (per output channel, as the converter does) causes on those clips (correct_weight_rounding_bias): the only
-  rewrite that changes the function, by a fraction of an int8 step, towards what the int8 graph computes.
+  rewrite that changes the function, by what the weights' rounding changes it, in the other direction.
 - Coordinate attention runs its shared squeeze convolution on the two pooled maps separately: no concat,
   split or transpose in the graph.
 - BC-ResNet's stem, the first transition block's Residual Normalization and its 1×1 expand conv (+ BN) become
@@ -412,7 +412,7 @@ def export_form(model: nn.Module, input_shape: tuple[int, ...], *, without_input
     (FrontendConfig.residual_norm): per-band statistics in int8 lose most of their precision.
     calibration (the graph's input on calibration clips, NCHW): even out the frequency averages' channels and,
     with weight_bias_correction, correct the biases for int8 weight rounding (the one rewrite that moves the
-    function, by a fraction of an int8 step)."""
+    function, by as much as the rounding moves it the other way)."""
     model = copy.deepcopy(model).eval()
     if without_input_norm and input_residual_norm(model) is not None:
         model.input_norm = nn.Identity()
@@ -481,7 +481,7 @@ def correct_weight_rounding_bias(model: nn.Module, calibration: torch.Tensor) ->
     calibration clips (bias correction, Nagel et al. 2019): E[conv(x, W_q − W)] per output channel, so the
     int8 graph's activations keep their float means. The rounding error is fixed once the weights are (the
     converter's scheme is known, int8_weight_grid), and a mean is one number a channel that an int32 bias can
-    carry. The float function moves by what the rounding moves it the other way (the logits by 0.3–1.6 % of their range
+    carry. The float function moves by what the rounding moves it the other way (the logits by 0.5–1.6 % of their range
     on trained BC-ResNets), and a conv without bias gets one (4 bytes a channel of flatbuffer).
 
     calibration: the graph's input on the calibration clips, NCHW."""
