@@ -6,6 +6,7 @@ uses), the TFLM arena, float-vs-int8 fidelity and per-layer SQNR.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -34,7 +35,7 @@ from mcuasc.data.tau import Clip, TauDataset
 from mcuasc.errors import InputError, ToolError
 from mcuasc.frontend import FloatFrontend, IntegerFrontend
 from mcuasc.models import ARCHITECTURES
-from mcuasc.models.export import export_form, input_residual_norm
+from mcuasc.models.export import correct_weight_rounding_bias, export_form, input_residual_norm
 from mcuasc.models.zoo import MAX_MACS, MAX_PARAMS, zoo_report
 
 Progress = Callable[[str], None]
@@ -219,12 +220,14 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         say("exporting ONNX")
         onnx_tmp = work / targets["onnx"].name
         calibration_nchw = torch.from_numpy(np.ascontiguousarray(calibration_features.transpose(0, 3, 1, 2)))
-        exported = export_form(model, arch.input_shape, without_input_norm=input_norm is not None,
-                               calibration=calibration_nchw, weight_bias_correction=options.weight_bias_correction)
-        # The same rewrites without the bias correction compute the checkpoint's function: checked below.
-        exact = (export_form(model, arch.input_shape, without_input_norm=input_norm is not None,
-                             calibration=calibration_nchw, weight_bias_correction=False)
-                 if options.weight_bias_correction else exported)
+        # Every rewrite but the bias correction computes the checkpoint's function (checked below); the correction,
+        # export_form's last step, is applied to a copy.
+        exact = export_form(model, arch.input_shape, without_input_norm=input_norm is not None,
+                            calibration=calibration_nchw, weight_bias_correction=False)
+        exported = exact
+        if options.weight_bias_correction:
+            exported = copy.deepcopy(exact)
+            correct_weight_rounding_bias(exported, calibration_nchw)
         write_onnx(exported, arch.input_shape, onnx_tmp)
 
         say("onnx2tf and the TFLite converter (log: " + str(targets["log"]) + ")")

@@ -272,6 +272,18 @@ def _frequency_average_as_depthwise(per_channel_affine: nn.Module, frequencies: 
     return conv
 
 
+def _run_with_hooks(model: nn.Module, calibration: torch.Tensor, hooks: list) -> None:
+    """Run the calibration clips through model (batches of 32, no gradients) for the hooks to see, then remove
+    them."""
+    try:
+        with torch.no_grad():
+            for batch in calibration.split(32):
+                model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def equalize_frequency_averages(model: nn.Module, calibration: torch.Tensor) -> None:
     """Scale each channel of every BroadcastBranchesExport's frequency average by s_c ≥ 1 and its temporal
     depthwise conv's weights by 1/s_c: the same function (both are per channel, and the conv's zero padding
@@ -284,13 +296,8 @@ def equalize_frequency_averages(model: nn.Module, calibration: torch.Tensor) -> 
     if not branches:
         return
     seen: dict[nn.Module, list[torch.Tensor]] = {b: [] for b in branches}
-    hooks = [b.frequency_average.register_forward_hook(lambda mod, inp, out, b=b: seen[b].append(out.detach()))
-             for b in branches]
-    with torch.no_grad():
-        for batch in calibration.split(32):
-            model(batch)
-    for h in hooks:
-        h.remove()
+    _run_with_hooks(model, calibration, [b.frequency_average.register_forward_hook(
+        lambda mod, inp, out, b=b: seen[b].append(out.detach())) for b in branches])
     for b in branches:
         average = torch.cat(seen[b])
         high, low = average.amax(dim=(0, 2, 3)), average.amin(dim=(0, 2, 3))
@@ -489,24 +496,17 @@ def correct_weight_rounding_bias(model: nn.Module, calibration: torch.Tensor) ->
     # alone, so that no bias is added where there is nothing to carry.
     convs = [m for m in model.modules()
              if isinstance(m, nn.Conv2d) and not torch.equal(int8_weight_grid(m.weight), m.weight.detach())]
+    errors = {c: int8_weight_grid(c.weight).double() - c.weight.detach().double() for c in convs}
     shifts: dict[nn.Module, torch.Tensor] = {c: torch.zeros(c.out_channels, dtype=torch.float64) for c in convs}
     counts = {c: 0 for c in convs}
 
     def record(conv: nn.Conv2d, inputs: tuple) -> None:
-        x = inputs[0].detach().double()
-        error = int8_weight_grid(conv.weight).double() - conv.weight.detach().double()
-        shift = F.conv2d(x, error, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+        shift = F.conv2d(inputs[0].detach().double(), errors[conv], None, conv.stride, conv.padding, conv.dilation,
+                         conv.groups)
         shifts[conv] += shift.sum(dim=(0, 2, 3))
         counts[conv] += shift.numel() // shift.shape[1]
 
-    hooks = [c.register_forward_pre_hook(lambda mod, inp: record(mod, inp)) for c in convs]
-    try:
-        with torch.no_grad():
-            for batch in calibration.split(32):
-                model(batch)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_with_hooks(model, calibration, [c.register_forward_pre_hook(record) for c in convs])
     for conv in convs:
         if counts[conv] == 0:
             continue
