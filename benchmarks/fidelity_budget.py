@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
         [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation] [--keep DIR | --reuse DIR]
+        [--held-out-clips-per-class 300]
 
 Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed;
 --schedule distillation: a BC-ResNet on the seed's distillation recipe, warm-up to 0.006 then cosine, still without a
-teacher) on a synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split, the float torch
+teacher) on a synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split (or, with
+--held-out-clips-per-class N, on a second synthetic set of N clips per class drawn with seed 1 from the evaluate split's
+devices, none of them seen in training or calibration: a larger set narrows the agreement's interval), the float torch
 model on the float front end is the reference, and each row changes one thing and reports the logits' SQNR against the
 reference (signal: the reference logits; noise: the difference) and the top-1 agreement with it (with its Wilson 95 %
 interval: one flip in 450 clips is 0.2 points):
@@ -66,14 +69,14 @@ def int8_weights(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int, schedule: str,
-           trained: bool = False) -> list[list[object]]:
+           trained: bool = False, held_out: Path | None = None) -> list[list[object]]:
     scenes = work / "scenes"
     checkpoint = work / f"{name}.pt"
     # Without a teacher, recipe_for(distill=True) is the distillation schedule on labels alone.
     recipe = recipe_for(name, distill=schedule == "distillation")
     if not trained:
         train(scenes, dataclasses.replace(recipe, epochs=epochs, seed=seed), checkpoint)
-    rows = sources(name, checkpoint, work, scenes)
+    rows = sources(name, checkpoint, work, scenes, held_out)
     if finetune_epochs:
         # The same number of further epochs at the same rate, with and without int8 simulated: what the
         # fine-tuning itself buys, not the extra training.
@@ -82,7 +85,7 @@ def budget(name: str, work: Path, epochs: int, finetune_epochs: int, seed: int, 
                               (f"+{finetune_epochs} epochs finetune-int8", tuning)):
             tuned = work / f"{name}-{'qat' if config.quantization_aware else 'control'}.pt"
             train(scenes, config, tuned, init_from=checkpoint)
-            rows += [[name, f"{label}: {r[1]}", *r[2:]] for r in sources(name, tuned, work, scenes) if r[1] in ("float (reference)", "int8 model")]
+            rows += [[name, f"{label}: {r[1]}", *r[2:]] for r in sources(name, tuned, work, scenes, held_out) if r[1] in ("float (reference)", "int8 model")]
     return rows
 
 
@@ -110,14 +113,15 @@ def dequantize_outputs(manifest, outputs: np.ndarray) -> np.ndarray:
     return manifest.output.scale * (outputs.astype(np.float64) - manifest.output.zero_point)
 
 
-def sources(name: str, checkpoint: Path, work: Path, scenes: Path) -> list[list[object]]:
-    """The rows for one checkpoint: its float model, and each source of difference alone."""
+def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Path | None = None) -> list[list[object]]:
+    """The rows for one checkpoint: its float model, and each source of difference alone, on the evaluate split of
+    held_out if given, else of scenes (scenes' train split always calibrates)."""
     manifest = convert(checkpoint, work / checkpoint.stem, data=scenes).manifest
     narrowed_dir = work / f"{checkpoint.stem}-percentile"
     narrowed = convert(checkpoint, narrowed_dir, data=scenes, options=ConvertOptions(activation_percentile=99.99)).manifest
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()
-    clips = TauDataset.open(scenes).split("evaluate")
+    clips = TauDataset.open(held_out or scenes).split("evaluate")
     pcm = load_pcm(clips, ckpt.frontend)
     labels = np.array([c.label_index for c in clips])
     float_features = FloatFrontend(ckpt.frontend)(pcm)
@@ -190,6 +194,15 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
     return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 
+def held_out_set(work: Path, clips_per_class: int) -> Path | None:
+    """A second synthetic set, seed 1, every clip in its evaluate split (the evaluate devices): clips no training or
+    calibration has seen, as many as asked. None for 0 (evaluate on the training set's evaluate split)."""
+    if not clips_per_class:
+        return None
+    synthesize_dataset(work / "held-out", clips_per_class, seed=1, evaluate_share=1.0)
+    return work / "held-out"
+
+
 def reuse(kept: Path, models: list[str]) -> Path:
     """A new folder kept/rerun-<n> whose scene set and checkpoints are links to the kept ones, for budget() to convert
     into without touching the earlier run's results."""
@@ -218,6 +231,9 @@ def main() -> None:
                         help="the scene set and checkpoints an earlier --keep run left in DIR (same models, --clips-per-class, "
                              "--epochs, --schedule and --seed): convert and measure them again without training; "
                              "converted models go to DIR/rerun-<n>")
+    parser.add_argument("--held-out-clips-per-class", type=int, default=0, metavar="N",
+                        help="evaluate on a second synthetic set (seed 1) of N clips per class from the evaluate devices, "
+                             "never seen in training or calibration, instead of the scene set's evaluate split")
     args = parser.parse_args()
     if args.reuse is not None:
         missing = [f"{n}.pt" for n in args.models if not (args.reuse / f"{n}.pt").exists()]
@@ -229,25 +245,31 @@ def main() -> None:
         parser.error(f"--keep {args.keep} already exists; give a new directory so nothing in it is overwritten.")
     if args.schedule == "distillation" and not all(name.startswith("bcresnet") for name in args.models):
         parser.error("--schedule distillation is the BC-ResNet distillation recipe; give only bcresnet-* models.")
+    if args.held_out_clips_per_class < 0 or args.held_out_clips_per_class == 1:
+        parser.error("--held-out-clips-per-class takes 0 (the evaluate split) or at least 2 clips per class.")
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
     rows = []
     if args.reuse is not None:
         work = reuse(args.reuse, args.models)
         print(f"reusing the scene set and checkpoints in {args.reuse} (no training); converted models in {work}\n")
+        held_out = held_out_set(work, args.held_out_clips_per_class)
         for name in args.models:
-            rows += budget(name, work, args.epochs, 0, args.seed, args.schedule, trained=True)
+            rows += budget(name, work, args.epochs, 0, args.seed, args.schedule, trained=True, held_out=held_out)
     else:
         if args.keep is not None:
             args.keep.mkdir(parents=True)
         with contextlib.nullcontext(str(args.keep)) if args.keep is not None else tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
+            held_out = held_out_set(work, args.held_out_clips_per_class)
             for name in args.models:
-                rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule)
+                rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule, held_out=held_out)
     schedule = "each model's recipe" if args.schedule == "recipe" else "the seed's distillation schedule (no teacher)"
+    evaluated = (f"evaluated on a held-out set of {args.held_out_clips_per_class} clips per class (seed 1, evaluate devices)"
+                 if args.held_out_clips_per_class else "evaluated on its evaluate split")
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {schedule}, "
-          f"{args.epochs} epochs, training seed {args.seed}.\n")
+          f"{args.epochs} epochs, training seed {args.seed}; {evaluated}.\n")
     print(markdown_table(["model", "what changes", "logit SQNR dB", "top-1 agreement", "95 % interval", "accuracy", "near ties",
                           "TFLM == reference"], rows))
 

@@ -22,7 +22,8 @@ from conftest import REPO, require_tool
         pytest.param("board_recipe.py", ["--clips-per-class", "2", "--epochs", "1"], marks=pytest.mark.slow),
         pytest.param("reference_vs_tflm_ops.py", [], marks=pytest.mark.slow),
         pytest.param("fidelity_budget.py", ["--models", "bcresnet-nrf52840", "--clips-per-class", "2", "--epochs", "1",
-                                            "--finetune-epochs", "1", "--schedule", "distillation"], marks=pytest.mark.slow),
+                                            "--finetune-epochs", "1", "--schedule", "distillation", "--held-out-clips-per-class", "3"],
+                     marks=pytest.mark.slow),
     ],
 )
 def test_benchmark_script_runs(script, args, tmp_path):
@@ -44,6 +45,7 @@ def test_benchmark_script_runs(script, args, tmp_path):
                                 result.stdout, re.M)
         assert [row.split(" (")[0] for row, _, _ in tflm_cells] == ["int8 model", "int16 activations"], result.stdout
         assert all(same == total for _, same, total in tflm_cells), result.stdout
+        assert all(total == "30" for _, _, total in tflm_cells), result.stdout  # the held-out set: 3 clips × 10 scenes
         kept = tmp_path / "work" / "bcresnet-nrf52840"
         assert (kept / "bcresnet-nrf52840.manifest.json").is_file() and (kept / "bcresnet-nrf52840_int8.tflite").is_file()
         again = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True)
