@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/fidelity_budget.py [--models bcresnet-nrf52840 bcresnet-student] [--clips-per-class 40] [--epochs 30]
         [--finetune-epochs 8] [--seed 0] [--schedule recipe|distillation] [--keep DIR | --reuse DIR]
-        [--held-out-clips-per-class 300]
+        [--held-out-clips-per-class 300 [--held-out-seed 1]]
 
 Each model is trained with labels only (its recipe, mcuasc.train.recipe_for; --seed: the training's seed;
 --schedule distillation: a BC-ResNet on the seed's distillation recipe, warm-up to 0.006 then cosine, still without a
 teacher) on a synthetic scene set (seed 0) and converted (calibration on its train split). On the evaluate split (or, with
---held-out-clips-per-class N, on a second synthetic set of N clips per class drawn with seed 1 from the evaluate split's
-devices, none of them seen in training or calibration: a larger set narrows the agreement's interval), the float torch
+--held-out-clips-per-class N, on a second synthetic set of N clips per class drawn with seed 1, or --held-out-seed,
+from the evaluate split's devices, none of them seen in training or calibration: a larger set narrows the agreement's interval), the float torch
 model on the float front end is the reference, and each row changes one thing and reports the logits' SQNR against the
 reference (signal: the reference logits; noise: the difference) and the top-1 agreement with it (with its Wilson 95 %
 interval: one flip in 450 clips is 0.2 points):
@@ -23,8 +23,9 @@ interval: one flip in 450 clips is 0.2 points):
   (training) form, saved, converted: folding a batch-norm scales a channel's weights by one factor, so they stay on
   the converter's grid and only its activation (and constant-operand) rounding is left; this row's reference is
   that rounded float model (BC-ResNet's stem, re-formed by StemNormExpand, is the exception);
-- int8 model, 99.99th-percentile ranges: the same with every intermediate activation's int8 range narrowed from
-  the calibration set's min/max (convert's default) to its 0.01th…99.99th percentiles (mcuasc.convert.ranges);
+- int8 model, min/max ranges: the same with every intermediate activation's int8 range the calibration set's min/max
+  (the TFLite converter's own choice, convert's default until 2026-12-07) instead of convert's default, its
+  0.001th…99.999th percentiles (mcuasc.convert.ranges);
 - int16 activations: the model converted with --activations int16 (TFLite's 16x8 kernels inside the same int8
   input, output and weights), on its own integer front end (a symmetric int8 quantization of the same features).
 "Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
@@ -117,8 +118,8 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
     """The rows for one checkpoint: its float model, and each source of difference alone, on the evaluate split of
     held_out if given, else of scenes (scenes' train split always calibrates)."""
     manifest = convert(checkpoint, work / checkpoint.stem, data=scenes).manifest
-    narrowed_dir = work / f"{checkpoint.stem}-percentile"
-    narrowed = convert(checkpoint, narrowed_dir, data=scenes, options=ConvertOptions(activation_percentile=99.99)).manifest
+    minmax_dir = work / f"{checkpoint.stem}-minmax"
+    minmax = convert(checkpoint, minmax_dir, data=scenes, options=ConvertOptions(activation_percentile=None)).manifest
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()
     clips = TauDataset.open(held_out or scenes).split("evaluate")
@@ -142,12 +143,12 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
         corrected = export_form(model, shape, without_input_norm=without_input_norm, calibration=nchw(calibration))
         with_corrected_int8_weights = int8_weights(corrected)(nchw(graph_float_input)).numpy()
     # Narrowing keeps the input's min/max range, so both models take the same front-end features.
-    assert narrowed.frontend == manifest.frontend
+    assert minmax.frontend == manifest.frontend
     int8_outputs = int8_model_outputs(manifest, work / checkpoint.stem, int8_features)
     int8_model = dequantize_outputs(manifest, int8_outputs)
     tflm_identical = sum(analysis.tflm_matches((work / checkpoint.stem / manifest.files["tflite"]).read_bytes(),
                                                manifest.tflm_arena_bytes, int8_features, int8_outputs))
-    int8_narrowed = dequantize_outputs(narrowed, int8_model_outputs(narrowed, narrowed_dir, int8_features))
+    int8_minmax = dequantize_outputs(minmax, int8_model_outputs(minmax, minmax_dir, int8_features))
     int16_row = int16_activations(name, checkpoint, work / f"{checkpoint.stem}-int16", scenes, manifest, pcm, int8_features,
                                   reference, labels)
     ordered = np.sort(reference, axis=1)
@@ -158,7 +159,7 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
             row(name, "int8 weights", reference, with_int8_weights, labels),
             row(name, "int8 weights, biases corrected (as convert exports them)", reference, with_corrected_int8_weights, labels),
             activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels),
-            row(name, "int8 model, 99.99th-percentile ranges", reference, int8_narrowed, labels),
+            row(name, "int8 model, min/max ranges", reference, int8_minmax, labels),
             row(name, "int8 model", reference, int8_model, labels)]
     for r in rows[:-1]:
         r += ["", ""]
@@ -194,12 +195,13 @@ def activations_alone(name: str, ckpt, out_dir: Path, scenes: Path, pcm: np.ndar
     return row(name, "int8 activations alone (weights on the int8 grid; vs that float model)", reference, logits, labels)
 
 
-def held_out_set(work: Path, clips_per_class: int) -> Path | None:
-    """A second synthetic set, seed 1, every clip in its evaluate split (the evaluate devices): clips no training or
-    calibration has seen, as many as asked. None for 0 (evaluate on the training set's evaluate split)."""
+def held_out_set(work: Path, clips_per_class: int, seed: int) -> Path | None:
+    """A second synthetic set (its seed not the training set's 0), every clip in its evaluate split (the evaluate
+    devices): clips no training or calibration has seen, as many as asked. None for 0 (evaluate on the training set's
+    evaluate split)."""
     if not clips_per_class:
         return None
-    synthesize_dataset(work / "held-out", clips_per_class, seed=1, evaluate_share=1.0)
+    synthesize_dataset(work / "held-out", clips_per_class, seed=seed, evaluate_share=1.0)
     return work / "held-out"
 
 
@@ -234,6 +236,7 @@ def main() -> None:
     parser.add_argument("--held-out-clips-per-class", type=int, default=0, metavar="N",
                         help="evaluate on a second synthetic set (seed 1) of N clips per class from the evaluate devices, "
                              "never seen in training or calibration, instead of the scene set's evaluate split")
+    parser.add_argument("--held-out-seed", type=int, default=1, help="the held-out set's seed (not 0, the training set's)")
     args = parser.parse_args()
     if args.reuse is not None:
         missing = [f"{n}.pt" for n in args.models if not (args.reuse / f"{n}.pt").exists()]
@@ -247,13 +250,15 @@ def main() -> None:
         parser.error("--schedule distillation is the BC-ResNet distillation recipe; give only bcresnet-* models.")
     if args.held_out_clips_per_class < 0 or args.held_out_clips_per_class == 1:
         parser.error("--held-out-clips-per-class takes 0 (the evaluate split) or at least 2 clips per class.")
+    if args.held_out_seed == 0:
+        parser.error("--held-out-seed 0 is the training set's seed; give another so no clip is one the model trained on.")
     print("# float vs int8: where the difference comes from\n")
     print(machine(), "\n")
     rows = []
     if args.reuse is not None:
         work = reuse(args.reuse, args.models)
         print(f"reusing the scene set and checkpoints in {args.reuse} (no training); converted models in {work}\n")
-        held_out = held_out_set(work, args.held_out_clips_per_class)
+        held_out = held_out_set(work, args.held_out_clips_per_class, args.held_out_seed)
         for name in args.models:
             rows += budget(name, work, args.epochs, 0, args.seed, args.schedule, trained=True, held_out=held_out)
     else:
@@ -262,11 +267,12 @@ def main() -> None:
         with contextlib.nullcontext(str(args.keep)) if args.keep is not None else tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             synthesize_dataset(work / "scenes", args.clips_per_class, seed=0)
-            held_out = held_out_set(work, args.held_out_clips_per_class)
+            held_out = held_out_set(work, args.held_out_clips_per_class, args.held_out_seed)
             for name in args.models:
                 rows += budget(name, work, args.epochs, args.finetune_epochs, args.seed, args.schedule, held_out=held_out)
     schedule = "each model's recipe" if args.schedule == "recipe" else "the seed's distillation schedule (no teacher)"
-    evaluated = (f"evaluated on a held-out set of {args.held_out_clips_per_class} clips per class (seed 1, evaluate devices)"
+    evaluated = (f"evaluated on a held-out set of {args.held_out_clips_per_class} clips per class (seed {args.held_out_seed}, "
+                 "evaluate devices)"
                  if args.held_out_clips_per_class else "evaluated on its evaluate split")
     print(f"Synthetic set: {args.clips_per_class} clips per class (30 % evaluate), labels only, {schedule}, "
           f"{args.epochs} epochs, training seed {args.seed}; {evaluated}.\n")

@@ -297,6 +297,13 @@ def finetune_int8(
                   init_from=checkpoint)
 
 
+def _percentile_option(percentile: float | None) -> dict[str, float | None]:
+    """--activation-percentile as ConvertOptions takes it: absent keeps the default, 100 means min/max (None)."""
+    if percentile is None:
+        return {}
+    return {"activation_percentile": None if percentile == 100 else percentile}
+
+
 @app.command(name="convert")
 def convert_command(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by mcuasc train or distill (e.g. student.pt)."),
@@ -309,6 +316,9 @@ def convert_command(
                                          "(300 clips can show at best ≥ 98.7 % agreement at 95 %; 400 can show 99 %)."),
     activations: str = typer.Option("int8", help="int8, or int16 (TFLite's 16x8 kernels inside the same int8 input and "
                                       "output and int8 weights): decisions closer to float, a larger arena."),
+    activation_percentile: Optional[float] = typer.Option(
+        None, metavar="P", help="int8 activation ranges: the calibration values' P-th and (100 − P)-th percentiles "
+        "[default: 99.999]; 100 for their min/max. int16 activations always take min/max."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a checkpoint to an int8 TFLite flatbuffer (torch → ONNX → onnx2tf → TFLite, int8 input and
@@ -322,7 +332,8 @@ def convert_command(
 
     with err.status("converting…") as status:
         result = convert(checkpoint, out_dir, data=data, calib=calib, force=force, verbose=verbose,
-                         options=ConvertOptions(validation_clips=validation_clips, activations=activations),
+                         options=ConvertOptions(validation_clips=validation_clips, activations=activations,
+                                                **_percentile_option(activation_percentile)),
                          progress=lambda message: status.update(f"convert: {escape(message)}…"))
     m = result.manifest
     if as_json:
@@ -342,7 +353,7 @@ def convert_command(
         ("ops", f"{len(m.ops)}: " + ", ".join(f"{k} {v}" for k, v in m.op_counts.items())),
         ("flatbuffer", f"{m.flatbuffer_bytes:,} bytes"),
         ("TFLM arena", f"{m.tflm_arena_bytes:,} bytes (measured with the TFLM runtime)"),
-        ("activations", m.graph["activations"]),
+        ("activations", m.graph["activations"] + _ranges_summary(m.graph["activation_ranges"])),
         ("input int8", f"{tuple(m.input.shape)}, scale {m.input.scale:.6g} "
                        f"{'(log-mel after Residual Normalization)' if m.frontend.residual_norm else 'dB'}, zero point {m.input.zero_point}"),
         ("saturated features", f"{100 * m.calibration['saturated_fraction_calibration']:.3f} % calibration, "
@@ -359,6 +370,13 @@ def convert_command(
     for key, value in rows:
         table.add_row(key, escape(value))
     out.print(table)
+
+
+def _ranges_summary(ranges: dict) -> str:
+    if ranges["method"] != "percentile":
+        return ", ranges: calibration min/max"
+    return (f", ranges: {ranges['percentile']:g}th percentile of the calibration values "
+            f"({ranges['narrowed']} of {ranges['tensors']} narrower than min/max)")
 
 
 @app.command(name="gen-firmware")

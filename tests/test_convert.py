@@ -17,7 +17,8 @@ from mcuasc.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mcuasc.convert import analysis, convert, find_manifest, load_manifest
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.onnx_export import export_onnx
-from mcuasc.convert.pipeline import ACTIVATIONS, ConvertOptions, _run_tf_worker
+from mcuasc.cli import _percentile_option
+from mcuasc.convert.pipeline import ACTIVATIONS, INT8_ACTIVATION_PERCENTILE, ConvertOptions, _run_tf_worker
 from mcuasc.convert.ranges import _Tails
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
@@ -103,7 +104,10 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01
-    assert m.graph["activation_ranges"] == {"method": "minmax"}  # the converter's own, by default
+    # By default the intermediate ranges are narrowed to a percentile of the calibration values.
+    ranges = m.graph["activation_ranges"]
+    assert ranges["method"] == "percentile" and ranges["percentile"] == INT8_ACTIVATION_PERCENTILE
+    assert 0 < ranges["narrowed"] <= ranges["tensors"]
 
 
 def _flatbuffer_convs(flatbuffer: bytes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -269,6 +273,12 @@ def _quantization(flatbuffer: bytes) -> dict[str, tuple[float, int]]:
     return {details[i]["name"]: analysis.tensor_quantization(details[i]) for i in activations if details[i]["dtype"] == np.int8}
 
 
+def test_activation_percentile_option_keeps_the_default_and_takes_100_as_min_max():
+    assert ConvertOptions(**_percentile_option(None)).activation_percentile == INT8_ACTIVATION_PERCENTILE
+    assert ConvertOptions(**_percentile_option(100.0)).activation_percentile is None
+    assert ConvertOptions(**_percentile_option(99.9)).activation_percentile == 99.9
+
+
 @pytest.mark.slow
 def test_activation_ranges_narrow_to_the_percentile_and_only_the_intermediate_ones(tmp_path):
     """The converter's own min/max, the same through mcuasc's calibrate-narrow-quantize path at percentile 100,
@@ -352,6 +362,7 @@ def test_int16_activations_keep_int8_input_output_and_weights_and_tflm_bit_exact
     assert result.returncode == 0, result.stderr[-2000:]
     m = load_manifest(find_manifest(tmp_path))
     assert m.graph["activations"] == ACTIVATIONS["int16"] and "int64 biases" in m.graph["weights"]
+    assert m.graph["activation_ranges"] == {"method": "minmax"}  # the int8 percentile is not applied to int16
     flatbuffer = (tmp_path / m.files["tflite"]).read_bytes()
     interpreter = analysis.reference_interpreter(flatbuffer, preserve_all_tensors=True)
     ops = interpreter._get_ops_details()
@@ -464,6 +475,7 @@ def test_bad_inputs_get_clear_errors_and_nothing_is_overwritten(tmp_path):
     _assert_clear_error(_run("convert", "student.pt", "--data", "empty", cwd=tmp_path), "meta.csv")
     _assert_clear_error(_run("convert", "student.pt", "--validation-clips", "0", cwd=tmp_path), "--validation-clips")
     _assert_clear_error(_run("convert", "student.pt", "--activations", "int4", cwd=tmp_path), "choose int8 or int16")
+    _assert_clear_error(_run("convert", "student.pt", "--activation-percentile", "40", cwd=tmp_path), "outside (50, 100]")
     (tmp_path / "student.onnx").write_text("mine")
     _assert_clear_error(_run("convert", "student.pt", cwd=tmp_path), "was not written by mcuasc convert")
     assert (tmp_path / "student.onnx").read_text() == "mine"
