@@ -318,7 +318,7 @@ def convert_command(
                                       "output and int8 weights): decisions closer to float, a larger arena."),
     activation_percentile: Optional[float] = typer.Option(
         None, metavar="P", help="int8 activation ranges: the calibration values' P-th and (100 − P)-th percentiles "
-        "(e.g. 99.999) instead of their min/max [default: min/max; 100 too]. int16 activations always take min/max."),
+        "(e.g. 99.999) instead of their min/max [default: min/max; 100 too]. int8 activations only."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a checkpoint to an int8 TFLite flatbuffer (torch → ONNX → onnx2tf → TFLite, int8 input and

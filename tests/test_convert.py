@@ -473,6 +473,8 @@ def test_bad_inputs_get_clear_errors_and_nothing_is_overwritten(tmp_path):
     _assert_clear_error(_run("convert", "student.pt", "--validation-clips", "0", cwd=tmp_path), "--validation-clips")
     _assert_clear_error(_run("convert", "student.pt", "--activations", "int4", cwd=tmp_path), "choose int8 or int16")
     _assert_clear_error(_run("convert", "student.pt", "--activation-percentile", "40", cwd=tmp_path), "outside (50, 100]")
+    _assert_clear_error(_run("convert", "student.pt", "--activations", "int16", "--activation-percentile", "99.999",
+                             cwd=tmp_path), "for int8 activations")
     (tmp_path / "student.onnx").write_text("mine")
     _assert_clear_error(_run("convert", "student.pt", cwd=tmp_path), "was not written by mcuasc convert")
     assert (tmp_path / "student.onnx").read_text() == "mine"

@@ -62,7 +62,7 @@ class ConvertOptions:
     sqnr_clips: int = 4
     # Intermediate int8 activation ranges: the converter's min/max over the calibration set (None), or narrowed to
     # this percentile (and 100 minus it) of the calibration values (mcuasc.convert.ranges; NARROWED_ACTIVATION_PERCENTILE
-    # is the one measured). int8 only: int16 activations keep min/max (65,536 steps need no narrowing).
+    # is the one measured). int8 only: int16 activations take min/max (65,536 steps need no narrowing).
     activation_percentile: float | None = None
     # "int8", or "int16": TFLite's 16x8 mode (int16 activations, per-channel int8 weights, int64 biases) inside
     # the same int8 input and output. BC-ResNet's int8 activations leave its decisions 1-1.5 % apart from float
@@ -140,7 +140,7 @@ def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, options
                    verbose: bool, shown_log: Path) -> None:
     calibration_path = work / "calibration.npy"
     np.save(calibration_path, calibration.astype(np.float32))
-    percentile = options.activation_percentile if options.activations == "int8" else None
+    percentile = options.activation_percentile
     command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path),
                "minmax" if percentile is None else repr(float(percentile)), options.activations]
     env = dict(os.environ, PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
@@ -164,6 +164,8 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
     say = progress or (lambda message: None)
     if options.activations not in ACTIVATIONS:
         raise InputError(f"activations {options.activations!r} are not supported; choose {' or '.join(ACTIVATIONS)}.")
+    if options.activations == "int16" and options.activation_percentile is not None:
+        raise InputError("percentile activation ranges are for int8 activations; drop the percentile or use int8.")
     if options.activation_percentile is not None and not 50.0 < options.activation_percentile <= 100.0:
         raise InputError(f"activation percentile {options.activation_percentile} is outside (50, 100]; give e.g. "
                          f"{NARROWED_ACTIVATION_PERCENTILE}, or none for the calibration set's min/max.")
