@@ -23,8 +23,9 @@ interval: one flip in 450 clips is 0.2 points):
   (training) form, saved, converted: folding a batch-norm scales a channel's weights by one factor, so they stay on
   the converter's grid and only its activation (and constant-operand) rounding is left; this row's reference is
   that rounded float model (BC-ResNet's stem, re-formed by StemNormExpand, is the exception);
-- int8 model, 99.999th-percentile ranges: the same with every intermediate activation's int8 range narrowed from the
-  calibration set's min/max (convert's default) to its 0.001th…99.999th percentiles (mcuasc.convert.ranges);
+- int8 model, min/max ranges: the same with every intermediate activation's int8 range the calibration set's min/max
+  (the TFLite converter's own choice) instead of convert's default, its
+  0.001th…99.999th percentiles (mcuasc.convert.ranges);
 - int16 activations: the model converted with --activations int16 (TFLite's 16x8 kernels inside the same int8
   input, output and weights), on its own integer front end (a symmetric int8 quantization of the same features).
 "Near ties" counts the clips whose reference top-1/top-2 logit gap is smaller than twice the int8 model's logit
@@ -46,7 +47,7 @@ import torch
 from _common import machine, markdown_table
 from mcuasc.checkpoint import load_checkpoint, save_checkpoint
 from mcuasc.convert import ConvertOptions, analysis, convert
-from mcuasc.convert.pipeline import NARROWED_ACTIVATION_PERCENTILE, evenly
+from mcuasc.convert.pipeline import evenly
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.synth import synthesize_dataset
 from mcuasc.data.tau import TauDataset
@@ -117,9 +118,8 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
     """The rows for one checkpoint: its float model, and each source of difference alone, on the evaluate split of
     held_out if given, else of scenes (scenes' train split always calibrates)."""
     manifest = convert(checkpoint, work / checkpoint.stem, data=scenes).manifest
-    narrowed_dir = work / f"{checkpoint.stem}-percentile"
-    narrowed = convert(checkpoint, narrowed_dir, data=scenes,
-                       options=ConvertOptions(activation_percentile=NARROWED_ACTIVATION_PERCENTILE)).manifest
+    minmax_dir = work / f"{checkpoint.stem}-minmax"
+    minmax = convert(checkpoint, minmax_dir, data=scenes, options=ConvertOptions(activation_percentile=None)).manifest
     ckpt = load_checkpoint(checkpoint)
     model = ckpt.build_model()
     clips = TauDataset.open(held_out or scenes).split("evaluate")
@@ -143,12 +143,12 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
         corrected = export_form(model, shape, without_input_norm=without_input_norm, calibration=nchw(calibration))
         with_corrected_int8_weights = int8_weights(corrected)(nchw(graph_float_input)).numpy()
     # Narrowing keeps the input's min/max range, so both models take the same front-end features.
-    assert narrowed.frontend == manifest.frontend
+    assert minmax.frontend == manifest.frontend
     int8_outputs = int8_model_outputs(manifest, work / checkpoint.stem, int8_features)
     int8_model = dequantize_outputs(manifest, int8_outputs)
     tflm_identical = sum(analysis.tflm_matches((work / checkpoint.stem / manifest.files["tflite"]).read_bytes(),
                                                manifest.tflm_arena_bytes, int8_features, int8_outputs))
-    int8_narrowed = dequantize_outputs(narrowed, int8_model_outputs(narrowed, narrowed_dir, int8_features))
+    int8_minmax = dequantize_outputs(minmax, int8_model_outputs(minmax, minmax_dir, int8_features))
     int16_row = int16_activations(name, checkpoint, work / f"{checkpoint.stem}-int16", scenes, manifest, pcm, int8_features,
                                   reference, labels)
     ordered = np.sort(reference, axis=1)
@@ -159,7 +159,7 @@ def sources(name: str, checkpoint: Path, work: Path, scenes: Path, held_out: Pat
             row(name, "int8 weights", reference, with_int8_weights, labels),
             row(name, "int8 weights, biases corrected (as convert exports them)", reference, with_corrected_int8_weights, labels),
             activations_alone(name, ckpt, work / f"{checkpoint.stem}-grid", scenes, pcm, float_features, labels),
-            row(name, "int8 model, 99.999th-percentile ranges", reference, int8_narrowed, labels),
+            row(name, "int8 model, min/max ranges", reference, int8_minmax, labels),
             row(name, "int8 model", reference, int8_model, labels)]
     for r in rows[:-1]:
         r += ["", ""]

@@ -297,10 +297,15 @@ def finetune_int8(
                   init_from=checkpoint)
 
 
-def _percentile_option(percentile: float | None) -> dict[str, float | None]:
-    """--activation-percentile as ConvertOptions takes it: absent keeps the default (min/max), and so does 100."""
+def _percentile_option(percentile: float | None, activations: str = "int8") -> dict[str, float | None]:
+    """--activation-percentile as ConvertOptions takes it: absent keeps the default, 100 means min/max (None); int16
+    activations take none."""
+    from mcuasc.convert.pipeline import INT16_PERCENTILE_REFUSED
+
     if percentile is None:
         return {}
+    if activations == "int16":
+        raise InputError(INT16_PERCENTILE_REFUSED)
     return {"activation_percentile": None if percentile == 100 else percentile}
 
 
@@ -318,7 +323,7 @@ def convert_command(
                                       "output and int8 weights): decisions closer to float, a larger arena."),
     activation_percentile: Optional[float] = typer.Option(
         None, metavar="P", help="int8 activation ranges: the calibration values' P-th and (100 − P)-th percentiles "
-        "(e.g. 99.999) instead of their min/max [default: min/max; 100 too]. int8 activations only."),
+        "[default: 99.999]; 100 for their min/max. int8 activations only (int16 take min/max)."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Convert a checkpoint to an int8 TFLite flatbuffer (torch → ONNX → onnx2tf → TFLite, int8 input and
@@ -333,7 +338,7 @@ def convert_command(
     with err.status("converting…") as status:
         result = convert(checkpoint, out_dir, data=data, calib=calib, force=force, verbose=verbose,
                          options=ConvertOptions(validation_clips=validation_clips, activations=activations,
-                                                **_percentile_option(activation_percentile)),
+                                                **_percentile_option(activation_percentile, activations)),
                          progress=lambda message: status.update(f"convert: {escape(message)}…"))
     m = result.manifest
     if as_json:

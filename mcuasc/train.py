@@ -284,7 +284,7 @@ def train(
         started = time.perf_counter()
         model.train()
         if simulation is not None:
-            # The converter's calibration: min/max of every int8 tensor over the clean training clips.
+            # The converter's calibration, as min/max of every int8 tensor over the clean training clips.
             simulation.calibrate(clean_train[i : i + 64].to(device) for i in range(0, len(clean_train), 64))
             _train_with_frozen_batch_norms(model)
         order = rng.permutation(n)

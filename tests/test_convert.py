@@ -18,7 +18,7 @@ from mcuasc.convert import analysis, convert, find_manifest, load_manifest
 from mcuasc.convert.fixed_point import mul_engines_agree
 from mcuasc.convert.onnx_export import export_onnx
 from mcuasc.cli import _percentile_option
-from mcuasc.convert.pipeline import ACTIVATIONS, NARROWED_ACTIVATION_PERCENTILE, ConvertOptions, _run_tf_worker
+from mcuasc.convert.pipeline import ACTIVATIONS, INT8_ACTIVATION_PERCENTILE, ConvertOptions, _run_tf_worker
 from mcuasc.convert.ranges import _Tails
 from mcuasc.data.cache import load_pcm
 from mcuasc.data.tau import TauDataset
@@ -104,7 +104,10 @@ def test_student_files_and_manifest_describe_the_model(converted, student, scene
     assert m.calibration["clips"] == len(TauDataset.open(scenes).split("train"))
     assert len(m.layer_sqnr) > len(m.ops) // 2 and all(isinstance(r["sqnr_db"], float) for r in m.layer_sqnr)
     assert 0.0 <= m.calibration["saturated_fraction_validation"] < 0.01
-    assert m.graph["activation_ranges"] == {"method": "minmax"}  # the converter's own, by default
+    # By default the intermediate ranges are narrowed to a percentile of the calibration values.
+    ranges = m.graph["activation_ranges"]
+    assert ranges["method"] == "percentile" and ranges["percentile"] == INT8_ACTIVATION_PERCENTILE
+    assert 0 < ranges["narrowed"] <= ranges["tensors"]
 
 
 def _flatbuffer_convs(flatbuffer: bytes) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -271,9 +274,10 @@ def _quantization(flatbuffer: bytes) -> dict[str, tuple[float, int]]:
 
 
 def test_activation_percentile_option_keeps_the_default_and_takes_100_as_min_max():
-    assert ConvertOptions(**_percentile_option(None)).activation_percentile is None
+    assert ConvertOptions(**_percentile_option(None)).activation_percentile == INT8_ACTIVATION_PERCENTILE
     assert ConvertOptions(**_percentile_option(100.0)).activation_percentile is None
-    assert ConvertOptions(**_percentile_option(NARROWED_ACTIVATION_PERCENTILE)).activation_percentile == 99.999
+    assert ConvertOptions(**_percentile_option(99.9)).activation_percentile == 99.9
+    assert ConvertOptions(**_percentile_option(None, "int16"), activations="int16").activation_percentile == INT8_ACTIVATION_PERCENTILE
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ from ai_edge_litert import schema_py_generated as schema
 
 from mcuasc.convert import analysis
 from mcuasc.convert.finalize import align_multipliers, grouped_convs_as_depthwise
-from mcuasc.convert.fixed_point import int8_rsqrt, mul_engines_agree, mul_multipliers, rsqrt_engines_agree, rsqrt_multipliers
+from mcuasc.convert.fixed_point import (int8_rsqrt, mul_engines_agree, mul_multipliers, quantized_sub, rsqrt_engines_agree,
+                                        rsqrt_multipliers, sub_engines_agree, sub_multipliers)
 from mcuasc.simulate.localise import OperatorComparer
 
 # The quantization of a MUL in a converted BC-ResNet student (inverse std × a per-band factor) on which TFLite's
@@ -17,6 +18,11 @@ STUDENT_MUL = ((0.007621390745043755, -128), (0.005480390973389149, -128), (0.00
 # The quantization of an RSQRT (a SubSpectralNorm's inverse standard deviation) in a BC-ResNet student trained 120
 # epochs, on which the engines disagreed for 1 of the 256 inputs, and then on about half of all clips.
 STUDENT_RSQRT = ((0.02782462164759636, -128), (0.008835520595312119, -128))
+# The quantization of a SUB in the 2-epoch test student converted with 99.999th-percentile ranges. TFLite and the
+# TFLM runtime derive a SUB's multipliers in double, TFLM's sources (tflite-micro 90b983c, sub_common.cc) in float32;
+# for these scales the two disagree on 3 of the 65,536 operand pairs, and the firmware built from those sources gave
+# logits 1-2 steps off simulate's on the emulated Cortex-M4 (tests/test_firmware.py, with a TFLM tree).
+STUDENT_SUB = ((0.03828424587845802, -128), (0.004031209275126457, -128), (0.03958582133054733, -102))
 
 
 def _tensor(shape, quant, name, buffer=0, type_=schema.TensorType.INT8):
@@ -64,6 +70,14 @@ def _all_operand_pairs_mul(quant) -> schema.ModelT:
     return _model(schema.BuiltinOperator.MUL, 2, tensors, [0, 1], [2], [0, 1], schema.BuiltinOptions.MulOptions, schema.MulOptionsT())
 
 
+def _all_operand_pairs_sub(quant) -> schema.ModelT:
+    tensors = [_tensor([65536], ([s], [z], 0), name) for (s, z), name in zip(quant, ("a", "b", "out"))]
+    return _model(schema.BuiltinOperator.SUB, 2, tensors, [0, 1], [2], [0, 1], schema.BuiltinOptions.SubOptions, schema.SubOptionsT())
+
+
+_A, _B = (v.ravel().astype(np.int8) for v in np.meshgrid(np.arange(-128, 128), np.arange(-128, 128), indexing="ij"))
+
+
 def _run_both(flatbuffer: bytes, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     reference = analysis.reference_interpreter(flatbuffer)
     for detail, x in zip(reference.get_input_details(), inputs):
@@ -87,12 +101,48 @@ def test_mul_scale_alignment_makes_tflite_and_tflm_agree_on_every_operand_pair()
 
     assert not mul_engines_agree(*STUDENT_MUL)  # the host's model of both engines sees it too
 
-    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0}, [])
+    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0, "SUB": 0}, [])
     new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
     assert new_scale != STUDENT_MUL[2][0] and abs(new_scale / STUDENT_MUL[2][0] - 1) < 1e-4
     reference, tflm = _run_both(_pack(model), [a, b])
     assert np.array_equal(reference, tflm)
-    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])  # nothing left to align
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0, "SUB": 0}, [])  # nothing left to align
+
+
+def test_host_sub_kernel_is_both_engines_on_every_operand_pair():
+    """mcuasc's host model of the int8 SUB with its multipliers derived in double against TFLite's reference kernel
+    and the TFLM runtime, on all 65,536 operand pairs of the student's SUB and of random quantizations."""
+    rng = np.random.default_rng(2)
+    randoms = [tuple((float(np.float32(rng.uniform(1e-3, 0.1))), int(rng.integers(-128, 128))) for _ in range(3))
+               for _ in range(3)]
+    for quant in (STUDENT_SUB, *randoms):
+        reference, tflm = _run_both(_pack(_all_operand_pairs_sub(quant)), [_A, _B])
+        double, _ = sub_multipliers(*(q[0] for q in quant))
+        expected = quantized_sub(_A, _B, quant[0][1], quant[1][1], quant[2][1], double)
+        assert np.array_equal(reference, expected) and np.array_equal(tflm, expected), quant
+
+
+def test_sub_scale_alignment_makes_float32_and_double_multipliers_agree_on_every_operand_pair():
+    """The float32 derivation is TFLM's sources', which only a firmware build runs (no TFLM tree here): the host model
+    stands for it, checked above with the double multipliers against both engines. The output scale moves until the
+    float32 and double multipliers give the same result on every pair; both engines then still agree."""
+    (_, z1), (_, z2), (_, zo) = STUDENT_SUB
+    double, single = sub_multipliers(*(q[0] for q in STUDENT_SUB))
+    assert double != single
+    assert np.count_nonzero(quantized_sub(_A, _B, z1, z2, zo, double) != quantized_sub(_A, _B, z1, z2, zo, single)) == 3
+    assert not sub_engines_agree(*STUDENT_SUB)
+
+    model = _all_operand_pairs_sub(STUDENT_SUB)
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0, "SUB": 1}, [])
+    new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
+    assert new_scale != STUDENT_SUB[2][0] and abs(new_scale / STUDENT_SUB[2][0] - 1) < 1e-4
+    aligned = (*STUDENT_SUB[:2], (new_scale, zo))
+    assert sub_engines_agree(*aligned)
+    double, single = sub_multipliers(*(q[0] for q in aligned))
+    reference, tflm = _run_both(_pack(model), [_A, _B])
+    assert np.array_equal(reference, tflm)
+    assert np.array_equal(reference, quantized_sub(_A, _B, z1, z2, zo, single))
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0, "SUB": 0}, [])
 
 
 def _rsqrt(in_quant, out_quant, shape: list[int]) -> schema.ModelT:
@@ -122,12 +172,12 @@ def test_rsqrt_scale_alignment_makes_tflite_and_tflm_agree_on_every_input():
     assert np.count_nonzero(reference != tflm) == 1  # the upstream deviation this rewrite exists for
     assert not rsqrt_engines_agree(*STUDENT_RSQRT)
 
-    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 1}, [])
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 1, "SUB": 0}, [])
     new_scale = float(model.subgraphs[0].tensors[1].quantization.scale[0])
     assert new_scale != STUDENT_RSQRT[1][0] and abs(new_scale / STUDENT_RSQRT[1][0] - 1) < 1e-4
     reference, tflm = _run_both(_pack(model), [x])
     assert np.array_equal(reference, tflm)
-    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0}, [])
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0, "SUB": 0}, [])
 
 
 def test_simulate_names_the_rsqrt_and_the_engine_following_its_formula():
@@ -184,7 +234,7 @@ def test_int16_mul_alignment_gives_both_engines_one_multiplier():
     a, b = (rng.integers(-32768, 32768, n).astype(np.int16) for _ in range(2))
     reference, tflm = _run_both(_pack(model), [a, b])
     assert np.count_nonzero(reference != tflm) > 0  # the engines' one-step disagreement, on these pairs
-    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0}, [])
+    assert align_multipliers(model) == ({"MUL": 1, "RSQRT": 0, "SUB": 0}, [])
     new_scale = float(model.subgraphs[0].tensors[2].quantization.scale[0])
     assert abs(new_scale / scales[2] - 1) < 1e-4
     assert mul_engines_agree(quant[0], quant[1], (new_scale, 0), bits=16)
@@ -218,9 +268,9 @@ def test_int16_mul_out_of_output_reach_aligns_through_the_sum_feeding_it():
     reference, tflm = _run_both(_pack(model()), inputs)
     assert np.count_nonzero(reference != tflm) > 0  # the engines' one-step disagreement, on these inputs
     assert not mul_engines_agree(a_quant, sum_quant, out_quant, bits=16)
-    assert align_multipliers(model(), input_search=0) == ({"MUL": 0, "RSQRT": 0}, [1])  # the output alone cannot
+    assert align_multipliers(model(), input_search=0) == ({"MUL": 0, "RSQRT": 0, "SUB": 0}, [1])  # the output alone cannot
     aligned = model()
-    assert align_multipliers(aligned) == ({"MUL": 1, "RSQRT": 0}, [])
+    assert align_multipliers(aligned) == ({"MUL": 1, "RSQRT": 0, "SUB": 0}, [])
     scales = [float(aligned.subgraphs[0].tensors[i].quantization.scale[0]) for i in (3, 4)]
     assert all(abs(new / old - 1) < 1e-3 for new, old in zip(scales, (sum_quant[0], out_quant[0])))
     assert mul_engines_agree(a_quant, (scales[0], 0), (scales[1], 0), bits=16)

@@ -12,18 +12,21 @@
   emits for some depthwise convs, become the DEPTHWISE_CONV_2D they are: filter (1, kh, kw, C), the same int8
   values and per-channel scales. The arithmetic is the same; CMSIS-NN has a depthwise kernel, and its conv
   kernel does not take groups.
-- Every int8 MUL and RSQRT whose output TFLite and TFLM would compute differently gets its output scale nudged by
+- Every int8 MUL, SUB and RSQRT whose output TFLite and TFLM would compute differently gets its output scale nudged by
   a few float32 steps (< 10⁻⁴ relative) to one where they agree on every input (all 65,536 operand pairs of a
   MUL): TFLite derives the MUL's multiplier sa·sb/so and the RSQRT's 1/(√si·so) in float32, the TFLM runtime in
   double (mcuasc.convert.fixed_point), and where the two round to different 31-bit multipliers the engines
   disagree by one step on some inputs (both measured on trained BC-ResNet students: an RSQRT of a trained student
-  differed on 1 of its 256 inputs and so on about half of all clips). This is the one rewrite that changes a
+  differed on 1 of its 256 inputs and so on about half of all clips). SUBs get the same treatment for the TFLM
+  sources a firmware is built from: TFLite and the TFLM runtime derive a SUB's multipliers in double, TFLM's sources
+  (tflite-micro 90b983c) in float32 (a student's SUB with 99.999th-percentile ranges was one step off on 3 of its
+  65,536 operand pairs, enough to move the emulated Cortex-M4's logits). This is the one rewrite that changes a
   scale; the output check below compares against the converter's model with the nudged scales.
 - An offline memory plan (mcuasc.convert.memory_plan) in the metadata, which TFLM uses instead of its online
   planner.
 - With int16 activations (TFLite's 16x8 mode, convert --activations int16), before the above: int8 input and output
-  around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs aligned as int8 ones are (where
-  no output scale within reach does it, with the ADD or convolution output feeding them moved too), and
+  around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs and SUBs aligned as int8 ones
+  are (where no output scale within reach does it, with the ADD, SUB or convolution output feeding them moved too), and
   each RSQRT in int8 (rsqrt_in_int8), TFLite's and TFLM's int16 RSQRT kernels computing different results.
 Every rewrite keeps the int8 arithmetic as it is: the TFLM runtime must stay bit-identical to the TFLite
 reference kernels on the rewritten flatbuffer (the convert tests check it).
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 import flatbuffers
 import numpy as np
 
-from mcuasc.convert.fixed_point import mul_engines_agree, rsqrt_engines_agree
+from mcuasc.convert.fixed_point import mul_engines_agree, rsqrt_engines_agree, sub_engines_agree
 from mcuasc.convert.memory_plan import METADATA_NAME, MemoryPlan, lifetimes, offline_plan_entry, plan_memory
 
 BUFFER_DATA_ALIGNMENT = 16  # the schema's force_align for constant data, kept when the model is rewritten
@@ -137,24 +140,26 @@ def _rescale_biases(model, i: int, factor: float) -> None:
             buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
 
 
-# Producers whose output scale may move: both engines derive their arithmetic from it in double.
+# Producers whose output scale may move: both engines derive their arithmetic from it in double (a SUB's own
+# multipliers, which TFLM's sources derive in float32, are checked again when its output moves).
 _FREE_SCALE_PRODUCERS = ("ADD", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 def align_multipliers(model, search: int = 4096, input_search: int = 1024, output_search: int = 64) -> tuple[dict[str, int], list[int]]:
-    """Nudge the output scale of each int8 (or int16) MUL and int8 RSQRT that TFLite and TFLM would compute
-    differently until they agree on every input (MUL: every operand pair); returns how many ops were aligned, per op,
-    and the operators for which no nearby scale does. In graph order, so that an op reading a nudged tensor is
-    checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads, CASTs) after a
+    """Nudge the output scale of each int8 (or int16) MUL and SUB and int8 RSQRT that TFLite and TFLM would compute
+    differently until they agree on every input (MUL, SUB: every operand pair); returns how many ops were aligned,
+    per op, and the operators for which no nearby scale does. In graph order, so that an op reading a nudged tensor
+    is checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads, CASTs) after a
     nudged tensor follow it.
 
-    An int16 MUL must get one multiplier from float32 and double alike; when the float32 product of its input scales
-    has rounded far from the exact one, no output scale within reach does that. Then one of its inputs, if an ADD,
-    SUB or convolution wrote it, moves too (up to `input_search` float32 steps, with the output up to `output_search`),
-    as long as every earlier MUL or RSQRT reading it still agrees."""
+    An int16 MUL or SUB must get its multipliers from float32 and double alike; when a ratio of its input scales has
+    rounded differently in the two, no output scale within reach does that. Then one of its inputs, if an ADD, SUB or
+    convolution wrote it, moves too (up to `input_search` float32 steps, with the output up to `output_search`), as
+    long as every earlier checked op whose arithmetic that scale enters still agrees."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors, operators = graph.tensors, graph.operators
+    moved, unaligned = {"MUL": 0, "RSQRT": 0, "SUB": 0}, []
     bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
     names = [_op_name(model, op) for op in operators]
     producer = {int(o): k for k, op in enumerate(operators) for o in op.outputs}
@@ -168,8 +173,8 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
         return q is not None and q.scale is not None and len(q.scale) == 1
 
     def bits(k: int) -> int | None:
-        """The op's activation width if it is a MUL or int8 RSQRT mcuasc can check, else None."""
-        if names[k] not in ("MUL", "RSQRT"):
+        """The op's activation width if it is a MUL, SUB or int8 RSQRT mcuasc can check, else None."""
+        if names[k] not in moved:
             return None
         ends = [int(i) for i in (*operators[k].inputs, *operators[k].outputs)]
         types = {tensors[i].type for i in ends}
@@ -182,6 +187,9 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
         op = operators[k]
         if names[k] == "MUL":
             return mul_engines_agree(quantization(int(op.inputs[0])), quantization(int(op.inputs[1])),
+                                     quantization(int(op.outputs[0])), bits(k))
+        if names[k] == "SUB":
+            return sub_engines_agree(quantization(int(op.inputs[0])), quantization(int(op.inputs[1])),
                                      quantization(int(op.outputs[0])), bits(k))
         return rsqrt_engines_agree(quantization(int(op.inputs[0])), quantization(int(op.outputs[0])))
 
@@ -207,12 +215,13 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
         _set_scale(model, i, original)
         return False
 
-    def readers(i: int, before: int) -> list[int]:
-        """The checkable ops before operator `before` reading tensor i or a tensor tied to its scale."""
+    def depending(i: int, before: int) -> list[int]:
+        """The checkable ops before operator `before` whose arithmetic tensor i's scale enters: its readers (or a
+        tensor's tied to its scale), and its producer if that is a SUB."""
         tied = set(_tied_tensors(model, i))
-        return [k for k, op in enumerate(operators[:before]) if bits(k) and tied & {int(t) for t in op.inputs}]
+        return [k for k, op in enumerate(operators[:before])
+                if bits(k) and (tied & {int(t) for t in op.inputs} or i in {int(t) for t in op.outputs})]
 
-    moved, unaligned = {"MUL": 0, "RSQRT": 0}, []
     for k in range(len(operators)):
         if bits(k) is None or agrees(k):
             continue
@@ -220,11 +229,11 @@ def align_multipliers(model, search: int = 4096, input_search: int = 1024, outpu
         if nudge(out, lambda: agrees(k), search, tied=False):
             moved[names[k]] += 1
             continue
-        free_inputs = [] if names[k] != "MUL" else [
+        free_inputs = [] if names[k] == "RSQRT" else [
             i for i in dict.fromkeys(int(t) for t in operators[k].inputs)
             if i not in graph_ends and i in producer and names[producer[i]] in _FREE_SCALE_PRODUCERS]
         for i in free_inputs:
-            earlier = readers(i, k)
+            earlier = depending(i, k)
             if nudge(i, lambda: all(agrees(r) for r in earlier) and nudge(out, lambda: agrees(k), output_search, tied=False),
                      input_search):
                 moved[names[k]] += 1
@@ -547,7 +556,8 @@ class Finalized:
     depthwise_convs: int  # grouped CONV_2Ds rewritten as DEPTHWISE_CONV_2D
     mul_scales_aligned: int  # MUL output scales nudged so that TFLite and TFLM compute the same results
     rsqrt_scales_aligned: int  # the same for int8 RSQRTs
-    ops_unaligned: tuple[int, ...]  # MUL or RSQRT operators (converter's indices) for which no nearby scale does
+    sub_scales_aligned: int  # the same for SUBs (TFLM's sources derive their multipliers in float32)
+    ops_unaligned: tuple[int, ...]  # MUL, SUB or RSQRT operators (converter's indices) for which no nearby scale does
 
 
 def _check_same_outputs(original: bytes, rewritten: bytes, inputs: int = 3) -> None:
@@ -566,7 +576,7 @@ def _check_same_outputs(original: bytes, rewritten: bytes, inputs: int = 3) -> N
 
 
 def finalize(flatbuffer: bytes) -> Finalized:
-    """The deployed flatbuffer, checked to compute exactly what the converter's did (with MUL and RSQRT scales
+    """The deployed flatbuffer, checked to compute exactly what the converter's did (with MUL, SUB and RSQRT scales
     aligned)."""
     schema = tflite_schema()
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
@@ -589,7 +599,8 @@ def finalize(flatbuffer: bytes) -> Finalized:
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [metadata]
     rewritten = pack_model(model, len(flatbuffer))
     _check_same_outputs(flatbuffer, rewritten)
-    return Finalized(rewritten, plan, biases, bands, depthwise, aligned["MUL"], aligned["RSQRT"], tuple(unaligned))
+    return Finalized(rewritten, plan, biases, bands, depthwise, aligned["MUL"], aligned["RSQRT"], aligned["SUB"],
+                     tuple(unaligned))
 
 
 def without_memory_plan(flatbuffer: bytes) -> bytes:

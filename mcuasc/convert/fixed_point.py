@@ -6,6 +6,12 @@ TFLite's MUL computes its real multiplier sa·sb/so in float32 (its Prepare mult
 float scales), TFLM in double. Its int8 RSQRT computes 1/(√si·so) with √si·so in float32, the tflite-micro wheel
 in double (TFLM's sources have had both). Where the two round to different 31-bit multipliers, the engines
 disagree by one step on some inputs. (Measured on TFLite 2.19 / ai-edge-litert 2.1.0 and the tflite-micro wheel.)
+
+SUB is the other way round: TFLite and the tflite-micro wheel derive its three multipliers (each input's scale over
+twice the larger one, and that over 2^left_shift times the output scale) in double, while TFLM's sources at
+tflite-micro 90b983c (August 2026, sub_common.cc) divide in float32, so a firmware built from such a tree computes
+some SUBs one step off the TFLite reference (found on the emulated Cortex-M4, and on the host with that tree's
+kernels compiled for x86-64: 3 of the 65,536 operand pairs of a student's SUB). ADD divides in double in both.
 """
 
 from __future__ import annotations
@@ -100,6 +106,54 @@ def rsqrt_multipliers(si: float, so: float) -> tuple[tuple[int, int], tuple[int,
     single = 1.0 / float(np.sqrt(np.float32(si)) * np.float32(so))
     double = 1.0 / (math.sqrt(float(np.float32(si))) * float(np.float32(so)))
     return quantize_multiplier(single), quantize_multiplier(double)
+
+
+def sub_multipliers(s1: float, s2: float, so: float, bits: int = 8) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+    """(TFLite's and the wheel's, TFLM source's) input 1, input 2 and output multipliers of a quantized SUB: the
+    ratios in double, and in float32."""
+    left_shift = sub_left_shift(bits)
+    s1, s2, so = np.float32(s1), np.float32(s2), np.float32(so)
+    twice_max = np.float32(2) * max(s1, s2)  # exact in float32 (a power of two times a float32)
+    single = (float(s1 / twice_max), float(s2 / twice_max), float(twice_max / (np.float32(1 << left_shift) * so)))
+    double = (float(s1) / float(twice_max), float(s2) / float(twice_max),
+              float(twice_max) / float(np.float32(1 << left_shift) * so))
+    return tuple(map(quantize_multiplier, double)), tuple(map(quantize_multiplier, single))
+
+
+def sub_left_shift(bits: int) -> int:
+    """The headroom both engines give the operands of a quantized SUB (and ADD): 20 bits for int8, 15 for int16."""
+    return 20 if bits == 8 else 15
+
+
+def quantized_sub(a: np.ndarray, b: np.ndarray, z1: int, z2: int, zo: int, multipliers: tuple[tuple[int, int], ...],
+                  bits: int = 8) -> np.ndarray:
+    """The quantized SUB kernel without fused activation: each operand, offset and shifted left, scaled by its
+    multiplier; the difference scaled by the output multiplier, offset and saturated."""
+    left_shift = 1 << sub_left_shift(bits)
+    m1, m2, mo = multipliers
+    x1 = _multiply_by_quantized_multiplier((np.asarray(a, np.int64) - z1) * left_shift, *m1)
+    x2 = _multiply_by_quantized_multiplier((np.asarray(b, np.int64) - z2) * left_shift, *m2)
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(_multiply_by_quantized_multiplier(x1 - x2, *mo) + zo, low, high)
+
+
+def sub_engines_agree(q1: Quantization, q2: Quantization, out_quant: Quantization, bits: int = 8) -> bool:
+    """Whether the SUB computes the same with multipliers derived in double (TFLite, the wheel) and in float32
+    (TFLM's sources): every int8 operand pair is tried; for int16 the multipliers must be equal."""
+    double, single = sub_multipliers(q1[0], q2[0], out_quant[0], bits)
+    if single == double:
+        return True
+    if bits != 8:
+        return False
+    a, b = _ALL_PAIRS
+    return bool(np.array_equal(quantized_sub(a, b, q1[1], q2[1], out_quant[1], double),
+                               quantized_sub(a, b, q1[1], q2[1], out_quant[1], single)))
+
+
+def int8_sub_formula(a: np.ndarray, b: np.ndarray, q1: Quantization, q2: Quantization, out_quant: Quantization) -> np.ndarray:
+    """TFLite's int8 SUB formula with its multipliers derived in double, as TFLite's Prepare does."""
+    a, b = np.broadcast_arrays(a, b)
+    return quantized_sub(a, b, q1[1], q2[1], out_quant[1], sub_multipliers(q1[0], q2[0], out_quant[0])[0])
 
 
 def _srdhm(a: int, b: int) -> int:

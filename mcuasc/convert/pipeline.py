@@ -48,11 +48,12 @@ ACTIVATIONS = {"int8": "int8 per-tensor",
                         "int8 output (QUANTIZE from int16)"}
 
 
-# The narrowed int8 activation ranges measured against min/max: each intermediate activation's 0.001th…99.999th
-# percentile of the calibration values. On held-out clips it cut the seed student's flips against float by 25-40 % on
-# both training seeds, losing at most 0.4 point of accuracy (README, Convert). Not the default: on a model converted
-# with it the emulated Cortex-M4 firmware's TFLM departed from the reference kernels by 1-2 steps (open).
-NARROWED_ACTIVATION_PERCENTILE = 99.999
+# int8 activation ranges by default: each intermediate activation's 0.001th…99.999th percentile of the calibration
+# values, not their min/max. On held-out clips it cut the seed student's flips against float by 25-40 % on both
+# training seeds, losing at most 0.4 point of accuracy; the 99.99th clipped the large activations decisions rest on
+# (README, Convert).
+INT8_ACTIVATION_PERCENTILE = 99.999
+INT16_PERCENTILE_REFUSED = "percentile activation ranges are for int8 activations; drop the percentile or use int8."
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,10 @@ class ConvertOptions:
     calibration_clips: int = 200  # at most; spread evenly over the calibration source
     validation_clips: int = 300  # at most, for the fidelity figures
     sqnr_clips: int = 4
-    # Intermediate int8 activation ranges: the converter's min/max over the calibration set (None), or narrowed to
-    # this percentile (and 100 minus it) of the calibration values (mcuasc.convert.ranges; NARROWED_ACTIVATION_PERCENTILE
-    # is the one measured). int8 only: int16 activations take min/max (65,536 steps need no narrowing).
-    activation_percentile: float | None = None
+    # Intermediate int8 activation ranges: narrowed to this percentile (and 100 minus it) of the calibration values
+    # (mcuasc.convert.ranges), or the converter's min/max over the calibration set (None). int8 only: int16
+    # activations take min/max (65,536 steps need no narrowing), and refuse any other percentile than this default.
+    activation_percentile: float | None = INT8_ACTIVATION_PERCENTILE
     # "int8", or "int16": TFLite's 16x8 mode (int16 activations, per-channel int8 weights, int64 biases) inside
     # the same int8 input and output. BC-ResNet's int8 activations leave its decisions 1-1.5 % apart from float
     # (fidelity_budget.py); int16 takes them to ≥ 99 %, for 1.4–2× the arena (README, Convert).
@@ -140,7 +141,7 @@ def _run_tf_worker(onnx_path: Path, work: Path, calibration: np.ndarray, options
                    verbose: bool, shown_log: Path) -> None:
     calibration_path = work / "calibration.npy"
     np.save(calibration_path, calibration.astype(np.float32))
-    percentile = options.activation_percentile
+    percentile = options.activation_percentile if options.activations == "int8" else None
     command = [sys.executable, "-m", "mcuasc.convert.tf_worker", str(onnx_path), str(work), str(calibration_path),
                "minmax" if percentile is None else repr(float(percentile)), options.activations]
     env = dict(os.environ, PYTHONHASHSEED="0", TF_DETERMINISTIC_OPS="1")
@@ -164,11 +165,11 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
     say = progress or (lambda message: None)
     if options.activations not in ACTIVATIONS:
         raise InputError(f"activations {options.activations!r} are not supported; choose {' or '.join(ACTIVATIONS)}.")
-    if options.activations == "int16" and options.activation_percentile is not None:
-        raise InputError("percentile activation ranges are for int8 activations; drop the percentile or use int8.")
+    if options.activations == "int16" and options.activation_percentile not in (None, INT8_ACTIVATION_PERCENTILE):
+        raise InputError(INT16_PERCENTILE_REFUSED)
     if options.activation_percentile is not None and not 50.0 < options.activation_percentile <= 100.0:
         raise InputError(f"activation percentile {options.activation_percentile} is outside (50, 100]; give e.g. "
-                         f"{NARROWED_ACTIVATION_PERCENTILE}, or none for the calibration set's min/max.")
+                         f"{INT8_ACTIVATION_PERCENTILE}, or none for the calibration set's min/max.")
     notes: list[str] = []
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -260,7 +261,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         finalized = finalize(converted)
         deployed_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
         if finalized.ops_unaligned:
-            notes.append(f"{len(finalized.ops_unaligned)} MUL or RSQRT operator(s) (#{', #'.join(map(str, finalized.ops_unaligned))} of the "
+            notes.append(f"{len(finalized.ops_unaligned)} MUL, SUB or RSQRT operator(s) (#{', #'.join(map(str, finalized.ops_unaligned))} of the "
                          "converter's graph) keep scales on which TFLite's reference kernels and TFLM can differ by one step; "
                          "mcuasc simulate names such an operator when a clip reaches it")
 
@@ -378,6 +379,7 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
                                 "grouped_convs_as_depthwise": finalized.depthwise_convs,
                                 "mul_scales_aligned": finalized.mul_scales_aligned,
                                 "rsqrt_scales_aligned": finalized.rsqrt_scales_aligned,
+                                "sub_scales_aligned": finalized.sub_scales_aligned,
                                 "ops_unaligned": list(finalized.ops_unaligned)},
                    "memory_plan": {"kind": "offline (flatbuffer metadata OfflineMemoryAllocation), element-wise ops in place",
                                    "activation_bytes": memory_plan.head_bytes,

@@ -6,9 +6,8 @@ range to the `percentile`-th percentile of the values seen (clipping the few bey
 values are. How far to narrow is a trade: the 99.99th raised the BC-ResNet student's logit SQNR by ≈ 5 dB but
 clipped large activations a decision rests on (agreement with float no better, int8 accuracy lower); the 99.999th
 clips only each large tensor's rarest values and cut the student's flips against float by 25-40 % on held-out clips
-(benchmarks/fidelity_budget.py, README Convert). convert keeps min/max by default: on a model converted with the
-99.999th the emulated Cortex-M4 firmware's TFLM departed from the reference kernels (open). Tensors with fewer
-calibration values than the tail holds keep min/max. The model's input (the front end's output, never clipped on
+(benchmarks/fidelity_budget.py, README Convert); it is convert's default. Tensors with fewer calibration values than
+the tail holds keep min/max. The model's input (the front end's output, never clipped on
 calibration data) and output (the logits, which clipping could tie) keep min/max. The converter's own quantizer then
 takes the narrowed ranges as calibrated, so biases, fixed-scale ops (LOGISTIC) and ops that share a scale (pools,
 RESHAPE) stay consistent as always.

@@ -1,7 +1,8 @@
 """int8 simulated in float while training (quantization-aware fine-tuning, stage 1).
 
 The converter quantizes every activation per tensor to int8 with the range it saw on its calibration clips
-(min/max, convert's default), and rounds every weight per output channel. A model trained in float has never felt that rounding,
+(simulated here as their min/max; convert narrows large tensors to the 99.999th percentile, which clips only their
+rarest values, so the simulated grid is at most that much coarser), and rounds every weight per output channel. A model trained in float has never felt that rounding,
 and where its decision hangs on small differences (BC-ResNet's frequency averages, whose int8 pool keeps its
 input's coarse scale; the broadcast residual's sums) int8 flips it. Here each activation the converter will
 quantize is rounded the same way during fine-tuning, with straight-through gradients, so the network learns

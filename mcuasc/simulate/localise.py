@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mcuasc.convert import analysis
-from mcuasc.convert.fixed_point import int8_mul_formula, int8_rsqrt_formula
+from mcuasc.convert.fixed_point import int8_mul_formula, int8_rsqrt_formula, int8_sub_formula
 
 # The ops whose int8 formula mcuasc computes itself, to say which engine follows it.
-_INT8_FORMULAS = {"MUL": int8_mul_formula, "RSQRT": int8_rsqrt_formula}
+_INT8_FORMULAS = {"MUL": int8_mul_formula, "RSQRT": int8_rsqrt_formula, "SUB": int8_sub_formula}
 
 
 @dataclass(frozen=True)
