@@ -422,6 +422,8 @@ def test_int16_student_runs_its_rsqrts_in_int8_and_tflm_bit_exact(converted, stu
         assert tensors[ops[k - 1]["inputs"][0]]["dtype"] == tensors[ops[k + 1]["outputs"][0]]["dtype"] == np.int16
         assert analysis.tensor_quantization(tensors[ops[k]["outputs"][0]]) == analysis.tensor_quantization(tensors[ops[k + 1]["outputs"][0]])
     assert m.fidelity["tflm_bit_exact_clips"] == m.fidelity["clips"]
+    # Every int16 MUL and SUB has equal float32 and double multipliers (the SUBs of two products through one of them).
+    assert m.graph["rewrites"]["ops_unaligned"] == [] and m.graph["rewrites"]["sub_scales_aligned"] > 0
     clips = TauDataset.open(scenes).split("evaluate")[:2]
     features = IntegerFrontend(m.frontend)(load_pcm(clips, m.frontend))
     tflm = analysis.tflm_interpreter(flatbuffer, m.tflm_arena_bytes)

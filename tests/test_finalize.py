@@ -276,3 +276,48 @@ def test_int16_mul_out_of_output_reach_aligns_through_the_sum_feeding_it():
     assert mul_engines_agree(a_quant, (scales[0], 0), (scales[1], 0), bits=16)
     reference, tflm = _run_both(_pack(aligned), inputs)
     assert np.array_equal(reference, tflm)
+
+
+def test_int16_sub_of_two_products_aligns_through_one_of_them():
+    """An int16 SUB of a trained student (a Residual Normalization: x · 1/σ minus mean · 1/σ, two MULs) whose ratio of
+    input scales float32 and double round to different multipliers: no output scale can fix that, so one MUL's output
+    scale moves (with its own multiplier kept equal in both) until the SUB's three multipliers are equal too."""
+    mul_a, mul_b, out = 0.0004954694304615259, 3.9743277739034966e-05, 0.00047931872541084886
+    factor = float(np.float32(1.0 / 32767))
+    rng = np.random.default_rng(3)
+
+    def aligned_input(product: float) -> float:
+        """An input scale on which the MUL into `product` starts aligned, so that only the SUB needs the search."""
+        while True:
+            scale = float(np.float32(product * rng.uniform(0.9, 1.1)))
+            if mul_engines_agree((scale, 0), (factor, 0), (product, 0), bits=16):
+                return scale
+
+    x, y = aligned_input(mul_a), aligned_input(mul_b)
+    assert not sub_engines_agree((mul_a, 0), (mul_b, 0), (out, 0), bits=16)
+    n = 1 << 12
+    scales = (x, y, factor, mul_a, mul_b, out)
+    tensors = [_tensor([n] if name != "f" else [1], ([s], [0], 0), name, type_=schema.TensorType.INT16)
+               for s, name in zip(scales, ("x", "y", "f", "a", "b", "out"))]
+    model = _model(schema.BuiltinOperator.SUB, 3, tensors, [0, 1, 2], [5], [3, 4], schema.BuiltinOptions.SubOptions,
+                   schema.SubOptionsT())
+    for k, (source, target) in enumerate(((0, 3), (1, 4))):
+        if k == 0:
+            code = schema.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.MUL
+            code.version = 4
+            model.operatorCodes.append(code)
+        mul = schema.OperatorT()
+        mul.opcodeIndex, mul.inputs, mul.outputs = 1, np.array([source, 2], dtype=np.int32), np.array([target], dtype=np.int32)
+        mul.builtinOptionsType, mul.builtinOptions = schema.BuiltinOptions.MulOptions, schema.MulOptionsT()
+        model.subgraphs[0].operators.insert(k, mul)
+    inputs = [rng.integers(-32768, 32768, n).astype(np.int16) for _ in range(2)] + [np.array([32767], dtype=np.int16)]
+    before, _ = _run_both(_pack(model), inputs)
+    assert align_multipliers(model) == ({"MUL": 0, "RSQRT": 0, "SUB": 1}, [])
+    moved = [float(model.subgraphs[0].tensors[i].quantization.scale[0]) for i in (3, 4, 5)]
+    assert all(abs(new / old - 1) < 2.5e-3 for new, old in zip(moved, (mul_a, mul_b, out)))
+    assert sub_engines_agree((moved[0], 0), (moved[1], 0), (moved[2], 0), bits=16)
+    assert mul_engines_agree((x, 0), (factor, 0), (moved[0], 0), bits=16)
+    assert mul_engines_agree((y, 0), (factor, 0), (moved[1], 0), bits=16)
+    reference, tflm = _run_both(_pack(model), inputs)
+    assert np.array_equal(reference, tflm) and np.abs(reference.astype(int) - before.astype(int)).max() <= 2

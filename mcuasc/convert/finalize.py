@@ -26,8 +26,8 @@
   planner.
 - With int16 activations (TFLite's 16x8 mode, convert --activations int16), before the above: int8 input and output
   around the int16 graph (int8_io: a CAST in front, a QUANTIZE after), int16 MULs and SUBs aligned as int8 ones
-  are (where no output scale within reach does it, with the ADD, SUB or convolution output feeding them moved too), and
-  each RSQRT in int8 (rsqrt_in_int8), TFLite's and TFLM's int16 RSQRT kernels computing different results.
+  are (where no output scale within reach does it, with the ADD, SUB, MUL or convolution output feeding them moved
+  too), and each RSQRT in int8 (rsqrt_in_int8), TFLite's and TFLM's int16 RSQRT kernels computing different results.
 Every rewrite keeps the int8 arithmetic as it is: the TFLM runtime must stay bit-identical to the TFLite
 reference kernels on the rewritten flatbuffer (the convert tests check it).
 """
@@ -140,22 +140,24 @@ def _rescale_biases(model, i: int, factor: float) -> None:
             buffer.data = np.frombuffer(rescaled.tobytes(), dtype=np.uint8)
 
 
-# Producers whose output scale may move: both engines derive their arithmetic from it in double (a SUB's own
-# multipliers, which TFLM's sources derive in float32, are checked again when its output moves).
-_FREE_SCALE_PRODUCERS = ("ADD", "SUB", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Producers whose output scale may move: both engines derive their arithmetic from it in double, or (MUL, SUB) it is
+# one of the scales align_multipliers checks, and their own agreement is checked again when it moves.
+_FREE_SCALE_PRODUCERS = ("ADD", "SUB", "MUL", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def align_multipliers(model, search: int = 4096, input_search: int = 1024, output_search: int = 64) -> tuple[dict[str, int], list[int]]:
+def align_multipliers(model, search: int = 4096, input_search: int = 16384, output_search: int = 64) -> tuple[dict[str, int], list[int]]:
     """Nudge the output scale of each int8 (or int16) MUL and SUB and int8 RSQRT that TFLite and TFLM would compute
     differently until they agree on every input (MUL, SUB: every operand pair); returns how many ops were aligned,
     per op, and the operators for which no nearby scale does. In graph order, so that an op reading a nudged tensor
     is checked with its new scale. Ops that must keep their input's scale (pools, reshapes, pads, CASTs) after a
     nudged tensor follow it.
 
-    An int16 MUL or SUB must get its multipliers from float32 and double alike; when a ratio of its input scales has
-    rounded differently in the two, no output scale within reach does that. Then one of its inputs, if an ADD, SUB or
-    convolution wrote it, moves too (up to `input_search` float32 steps, with the output up to `output_search`), as
-    long as every earlier checked op whose arithmetic that scale enters still agrees."""
+    An int16 MUL or SUB must get its multipliers from float32 and double alike; when a product or ratio of its input
+    scales has rounded differently in the two, no output scale within reach does that. Then one of its inputs, if an
+    ADD, SUB, MUL or convolution wrote it, moves too (up to `input_search` float32 steps, 0.2 % at most, with the
+    output up to `output_search`), as long as every earlier checked op whose arithmetic that scale enters (its
+    producer too) still agrees. An int16 SUB of two MULs' outputs needs both MULs' and its own multipliers equal:
+    one input scale in about 16,000 does it, hence the long search."""
     schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors, operators = graph.tensors, graph.operators

@@ -262,8 +262,9 @@ def convert(checkpoint_path: str | Path, out_dir: str | Path = ".", *, data: str
         deployed_flatbuffer, memory_plan = finalized.flatbuffer, finalized.memory_plan
         if finalized.ops_unaligned:
             notes.append(f"{len(finalized.ops_unaligned)} MUL, SUB or RSQRT operator(s) (#{', #'.join(map(str, finalized.ops_unaligned))} of the "
-                         "converter's graph) keep scales on which TFLite's reference kernels and TFLM can differ by one step; "
-                         "mcuasc simulate names such an operator when a clip reaches it")
+                         "converter's graph) keep scales on which TFLite's reference kernels and TFLM (its runtime, or the sources a "
+                         "firmware is built from) can differ by one step; simulate names such an operator where "
+                         "the runtime differs, the firmware's self-test shows where the device does")
 
         say("checking the converted graph")
         float_interpreter = analysis.reference_interpreter(float_flatbuffer)
