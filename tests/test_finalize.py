@@ -301,12 +301,11 @@ def test_int16_sub_of_two_products_aligns_through_one_of_them():
                for s, name in zip(scales, ("x", "y", "f", "a", "b", "out"))]
     model = _model(schema.BuiltinOperator.SUB, 3, tensors, [0, 1, 2], [5], [3, 4], schema.BuiltinOptions.SubOptions,
                    schema.SubOptionsT())
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.MUL
+    code.version = 4
+    model.operatorCodes.append(code)
     for k, (source, target) in enumerate(((0, 3), (1, 4))):
-        if k == 0:
-            code = schema.OperatorCodeT()
-            code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.MUL
-            code.version = 4
-            model.operatorCodes.append(code)
         mul = schema.OperatorT()
         mul.opcodeIndex, mul.inputs, mul.outputs = 1, np.array([source, 2], dtype=np.int32), np.array([target], dtype=np.int32)
         mul.builtinOptionsType, mul.builtinOptions = schema.BuiltinOptions.MulOptions, schema.MulOptionsT()

@@ -143,6 +143,8 @@ def _rescale_biases(model, i: int, factor: float) -> None:
 # Producers whose output scale may move: both engines derive their arithmetic from it in double, or (MUL, SUB) it is
 # one of the scales align_multipliers checks, and their own agreement is checked again when it moves.
 _FREE_SCALE_PRODUCERS = ("ADD", "SUB", "MUL", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# The ops whose engines' agreement align_multipliers checks (RSQRT in int8 only).
+_ALIGNED_OPS = ("MUL", "RSQRT", "SUB")
 
 
 def align_multipliers(model, search: int = 4096, input_search: int = 16384, output_search: int = 64) -> tuple[dict[str, int], list[int]]:
@@ -161,7 +163,7 @@ def align_multipliers(model, search: int = 4096, input_search: int = 16384, outp
     schema = tflite_schema()
     graph = model.subgraphs[0]
     tensors, operators = graph.tensors, graph.operators
-    moved, unaligned = {"MUL": 0, "RSQRT": 0, "SUB": 0}, []
+    moved, unaligned = dict.fromkeys(_ALIGNED_OPS, 0), []
     bits_of = {schema.TensorType.INT8: 8, schema.TensorType.INT16: 16}
     names = [_op_name(model, op) for op in operators]
     producer = {int(o): k for k, op in enumerate(operators) for o in op.outputs}
@@ -176,7 +178,7 @@ def align_multipliers(model, search: int = 4096, input_search: int = 16384, outp
 
     def bits(k: int) -> int | None:
         """The op's activation width if it is a MUL, SUB or int8 RSQRT mcuasc can check, else None."""
-        if names[k] not in moved:
+        if names[k] not in _ALIGNED_OPS:
             return None
         ends = [int(i) for i in (*operators[k].inputs, *operators[k].outputs)]
         types = {tensors[i].type for i in ends}
@@ -219,7 +221,7 @@ def align_multipliers(model, search: int = 4096, input_search: int = 16384, outp
 
     def depending(i: int, before: int) -> list[int]:
         """The checkable ops before operator `before` whose arithmetic tensor i's scale enters: its readers (or a
-        tensor's tied to its scale), and its producer if that is a SUB."""
+        tensor's tied to its scale), and its producer if that is one of them."""
         tied = set(_tied_tensors(model, i))
         return [k for k, op in enumerate(operators[:before])
                 if bits(k) and (tied & {int(t) for t in op.inputs} or i in {int(t) for t in op.outputs})]

@@ -91,13 +91,18 @@ def mul_engines_agree(a_quant: Quantization, b_quant: Quantization, out_quant: Q
     65,536 int8 pairs are tried; for int16 (4·10⁹ pairs) the two multipliers must be equal, which is sufficient,
     both engines running the same integer kernel on them."""
     (sa, za), (sb, zb), (so, zo) = a_quant, b_quant, out_quant
-    single, double = mul_multipliers(sa, sb, so)
-    if single == double:
+    return _same_on_every_pair(*mul_multipliers(sa, sb, so), bits, lambda a, b, m: int8_mul(a, b, za, zb, zo, m))
+
+
+def _same_on_every_pair(first, second, bits: int, kernel) -> bool:
+    """Whether a binary kernel gives the same results with two derivations of its multipliers: equal multipliers do;
+    otherwise all 65,536 int8 operand pairs are tried, and int16 ones (4·10⁹ pairs) are taken to differ."""
+    if first == second:
         return True
     if bits != 8:
         return False
     a, b = _ALL_PAIRS
-    return bool(np.array_equal(int8_mul(a, b, za, zb, zo, single), int8_mul(a, b, za, zb, zo, double)))
+    return bool(np.array_equal(kernel(a, b, first), kernel(a, b, second)))
 
 
 def rsqrt_multipliers(si: float, so: float) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -129,10 +134,10 @@ def quantized_sub(a: np.ndarray, b: np.ndarray, z1: int, z2: int, zo: int, multi
                   bits: int = 8) -> np.ndarray:
     """The quantized SUB kernel without fused activation: each operand, offset and shifted left, scaled by its
     multiplier; the difference scaled by the output multiplier, offset and saturated."""
-    left_shift = 1 << sub_left_shift(bits)
+    headroom = 1 << sub_left_shift(bits)
     m1, m2, mo = multipliers
-    x1 = _multiply_by_quantized_multiplier((np.asarray(a, np.int64) - z1) * left_shift, *m1)
-    x2 = _multiply_by_quantized_multiplier((np.asarray(b, np.int64) - z2) * left_shift, *m2)
+    x1 = _multiply_by_quantized_multiplier((np.asarray(a, np.int64) - z1) * headroom, *m1)
+    x2 = _multiply_by_quantized_multiplier((np.asarray(b, np.int64) - z2) * headroom, *m2)
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return np.clip(_multiply_by_quantized_multiplier(x1 - x2, *mo) + zo, low, high)
 
@@ -140,14 +145,8 @@ def quantized_sub(a: np.ndarray, b: np.ndarray, z1: int, z2: int, zo: int, multi
 def sub_engines_agree(q1: Quantization, q2: Quantization, out_quant: Quantization, bits: int = 8) -> bool:
     """Whether the SUB computes the same with multipliers derived in double (TFLite, the wheel) and in float32
     (TFLM's sources): every int8 operand pair is tried; for int16 the multipliers must be equal."""
-    double, single = sub_multipliers(q1[0], q2[0], out_quant[0], bits)
-    if single == double:
-        return True
-    if bits != 8:
-        return False
-    a, b = _ALL_PAIRS
-    return bool(np.array_equal(quantized_sub(a, b, q1[1], q2[1], out_quant[1], double),
-                               quantized_sub(a, b, q1[1], q2[1], out_quant[1], single)))
+    return _same_on_every_pair(*sub_multipliers(q1[0], q2[0], out_quant[0], bits), bits,
+                               lambda a, b, m: quantized_sub(a, b, q1[1], q2[1], out_quant[1], m))
 
 
 def int8_sub_formula(a: np.ndarray, b: np.ndarray, q1: Quantization, q2: Quantization, out_quant: Quantization) -> np.ndarray:
